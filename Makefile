@@ -1,0 +1,132 @@
+# picoimapd -- GNU make.
+#   make                 build ./picoimapd for the current .config (host default)
+#   make run             install what is missing, build, run the demo server
+#   make test            unit + integration tests, then again under ASan+UBSan
+#   make menuconfig | defconfig | <board>_defconfig
+
+PYTHON   ?= /usr/bin/python3
+CC       ?= cc
+BUILD    ?= build
+SAN      ?= 0
+V        ?= 0
+
+KCONFIG  := Kconfig
+DOTCONFIG := .config
+GENCONFIG := $(PYTHON) board/tools/genconfig.py
+CONFIG_H := $(BUILD)/config.h
+
+ifeq ($(V),0)
+Q := @
+else
+Q :=
+endif
+
+# Values from .config that the build itself needs.
+-include $(DOTCONFIG)
+
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wundef \
+	-Wno-unused-parameter -Icore -Iport -Istorage -I$(BUILD)
+ifeq ($(SAN),1)
+OPT ?= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDSAN := -fsanitize=address,undefined
+else
+OPT ?= -Os -g
+LDSAN :=
+endif
+CFLAGS  ?=
+LDFLAGS ?=
+ifeq ($(CONFIG_STATIC),y)
+LDFLAGS += -static
+endif
+ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
+
+CORE_SRC    := $(wildcard core/*.c)
+STORAGE_SRC := $(wildcard storage/*.c)
+PORT_SRC    := $(wildcard port/posix/*.c)
+LIB_SRC     := $(CORE_SRC) $(STORAGE_SRC)
+LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
+PORT_OBJ    := $(PORT_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all run test test-unit test-integration test-asan fuzz clean distclean \
+	menuconfig defconfig olddefconfig deps demo FORCE
+
+all: $(BUILD)/picoimapd
+ifeq ($(BUILD),build)
+	$(Q)cp $(BUILD)/picoimapd picoimapd
+endif
+
+$(DOTCONFIG):
+	$(Q)$(GENCONFIG) defconfig $(KCONFIG) board/host/defconfig $(DOTCONFIG)
+
+$(CONFIG_H): $(DOTCONFIG) $(KCONFIG) board/tools/genconfig.py
+	$(Q)mkdir -p $(BUILD)
+	$(Q)$(GENCONFIG) header $(KCONFIG) $(DOTCONFIG) $@
+
+$(BUILD)/%.o: %.c $(CONFIG_H)
+	$(Q)mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/picoimapd: $(LIB_OBJ) $(PORT_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(OPT) $(LDSAN) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) tests/unit/unit.h
+	$(Q)mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit $(LDSAN) -o $@ $< $(LIB_OBJ)
+
+-include $(LIB_OBJ:.o=.d) $(PORT_OBJ:.o=.d)
+
+# ---- configuration ----
+menuconfig: deps
+	$(Q)srctree=. $(PYTHON) -m menuconfig $(KCONFIG)
+
+defconfig:
+	$(Q)$(GENCONFIG) defconfig $(KCONFIG) board/host/defconfig $(DOTCONFIG)
+
+olddefconfig:
+	$(Q)$(GENCONFIG) olddefconfig $(KCONFIG) $(DOTCONFIG)
+
+%_defconfig:
+	$(Q)test -f board/$*/defconfig || { echo "no board/$*/defconfig"; exit 1; }
+	$(Q)$(GENCONFIG) defconfig $(KCONFIG) board/$*/defconfig $(DOTCONFIG)
+	@echo "configured for board $*"
+
+# ---- newcomer commands ----
+deps:
+	$(Q)sh board/tools/deps.sh build
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)sh board/tools/demo.sh
+	exec ./picoimapd -c demo/picoimapd.conf
+
+# ---- tests ----
+test: deps
+	$(Q)sh board/tools/deps.sh test
+	$(Q)$(MAKE) --no-print-directory test-unit test-integration
+	$(Q)$(MAKE) --no-print-directory test-asan
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-20}
+
+test-unit: $(UNIT_BIN)
+	$(Q)sh tests/run-unit.sh $(UNIT_BIN)
+
+test-integration: $(BUILD)/picoimapd
+	$(Q)PICOIMAPD=$(abspath $(BUILD)/picoimapd) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+test-asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 test-unit test-integration
+
+FUZZ_SECONDS ?= 20
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz: $(CONFIG_H)
+	$(Q)sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_SRC)
+
+clean:
+	rm -rf build build-asan build-fuzz picoimapd
+
+distclean: clean
+	rm -rf .config demo

@@ -1,0 +1,137 @@
+/* config.c -- the runtime config file: "key = value" lines. */
+#include "imap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *path_join(const char *base, const char *v)
+{
+    if (v[0] == '/' || !base || !base[0] || strcmp(base, ".") == 0) {
+        return xstrdup(v);
+    }
+    dbuf b = {0};
+    dbuf_printf(&b, "%s/%s", base, v);
+    return b.p;
+}
+
+static int yesno(const char *v)
+{
+    return ascii_casecmp(v, "yes") == 0 || ascii_casecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+           ascii_casecmp(v, "on") == 0;
+}
+
+int cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->log_level = LOG_INFO_;
+    cfg->allow_plaintext = CONFIG_ALLOW_PLAINTEXT_DEFAULT;
+    int lineno = 0;
+    const char *p = text;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char line[1024];
+        lineno++;
+        if (n >= sizeof line) {
+            snprintf(err, errlen, "line %d too long", lineno);
+            return -1;
+        }
+        memcpy(line, p, n);
+        line[n] = 0;
+        p += n + (e ? 1 : 0);
+        char *h = strchr(line, '#');
+        if (h) {
+            *h = 0;
+        }
+        char *k = line;
+        while (*k == ' ' || *k == '\t') {
+            k++;
+        }
+        if (!*k || *k == '\r') {
+            continue;
+        }
+        char *eq = strchr(k, '=');
+        if (!eq) {
+            snprintf(err, errlen, "line %d: expected key = value", lineno);
+            return -1;
+        }
+        char *ke = eq;
+        while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t')) {
+            ke--;
+        }
+        *ke = 0;
+        char *v = eq + 1;
+        while (*v == ' ' || *v == '\t') {
+            v++;
+        }
+        char *ve = v + strlen(v);
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r')) {
+            *--ve = 0;
+        }
+        if (strcmp(k, "listen") == 0) {
+            if (cfg->nlisten >= sizeof cfg->listen / sizeof cfg->listen[0]) {
+                snprintf(err, errlen, "line %d: too many listen lines", lineno);
+                return -1;
+            }
+            cfg->listen[cfg->nlisten++] = xstrdup(v);
+        } else if (strcmp(k, "store") == 0) {
+            free(cfg->store);
+            cfg->store = path_join(basedir, v);
+        } else if (strcmp(k, "passwd") == 0) {
+            free(cfg->passwd);
+            cfg->passwd = path_join(basedir, v);
+        } else if (strcmp(k, "log") == 0) {
+            if (strcmp(v, "stderr") != 0 && strcmp(v, "syslog") != 0) {
+                snprintf(err, errlen, "line %d: log is stderr or syslog", lineno);
+                return -1;
+            }
+            free(cfg->log);
+            cfg->log = xstrdup(v);
+        } else if (strcmp(k, "log_level") == 0) {
+            static const char *const lv[] = {"err", "warn", "info", "debug", "trace"};
+            int found = -1;
+            for (int i = 0; i < 5; i++) {
+                if (strcmp(v, lv[i]) == 0) {
+                    found = i;
+                }
+            }
+            if (found < 0) {
+                snprintf(err, errlen, "line %d: log_level is err, warn, info, debug or trace", lineno);
+                return -1;
+            }
+            cfg->log_level = found;
+        } else if (strcmp(k, "allow_plaintext") == 0) {
+            cfg->allow_plaintext = yesno(v);
+        } else {
+            snprintf(err, errlen, "line %d: unknown key '%s'", lineno, k);
+            return -1;
+        }
+    }
+    if (!cfg->nlisten) {
+        cfg->listen[cfg->nlisten++] = xstrdup("127.0.0.1:143");
+    }
+    if (!cfg->store) {
+        snprintf(err, errlen, "no store = ... line");
+        return -1;
+    }
+    if (!cfg->passwd) {
+        snprintf(err, errlen, "no passwd = ... line");
+        return -1;
+    }
+    if (!cfg->log) {
+        cfg->log = xstrdup("stderr");
+    }
+    return 0;
+}
+
+void cfg_free(imap_cfg *cfg)
+{
+    for (unsigned i = 0; i < cfg->nlisten; i++) {
+        free(cfg->listen[i]);
+    }
+    free(cfg->store);
+    free(cfg->passwd);
+    free(cfg->log);
+    memset(cfg, 0, sizeof *cfg);
+}

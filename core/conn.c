@@ -1,0 +1,551 @@
+/*
+ * conn.c -- connections, the output queue and the server loop.
+ *
+ * Events a connection reacts to (all from imap_on_event or the loop):
+ *   readable   read into c->in, then parse and run commands
+ *   writable   flush c->out; when it drops below CONFIG_OUT_HIGH, resume
+ *              the command in progress (c->cont) and then parse more input
+ *   timeout    c->deadline passed: BYE and close
+ *   wake       c->wake_at passed: send the held-back reply (failed login)
+ *   closed     the peer went away: free at once
+ * Back-pressure: a connection whose output passes CONFIG_OUT_HIGH is not
+ * read and its command is not resumed until the client reads.
+ */
+#include "imap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+imap_server *g_srv;
+
+#define READ_CHUNK 16384   /* bytes read per call; also the most input held */
+#define CLOSE_GRACE_MS 5000 /* how long a closing connection may take to drain */
+
+uint64_t now_ms(void)
+{
+    return port_now_ms();
+}
+
+/* ---- output queue ---- */
+
+int out_full(const imap_conn *c)
+{
+    return c->out.bytes >= CONFIG_OUT_HIGH;
+}
+
+void out_write(imap_conn *c, const void *p, size_t n)
+{
+    const char *s = p;
+    if (c->closing == 2) {
+        return;
+    }
+    while (n > 0) {
+        outchunk *t = c->out.tail;
+        if (!t || t->len == t->cap) {
+            size_t cap = n > 4096 ? n : 4096;
+            t = malloc(sizeof *t + cap);
+            if (!t) {
+                c->closing = 2;
+                return;
+            }
+            t->next = NULL;
+            t->len = t->off = 0;
+            t->cap = cap;
+            if (c->out.tail) {
+                c->out.tail->next = t;
+            } else {
+                c->out.head = t;
+            }
+            c->out.tail = t;
+        }
+        size_t k = t->cap - t->len < n ? t->cap - t->len : n;
+        memcpy(t->data + t->len, s, k);
+        t->len += k;
+        s += k;
+        n -= k;
+        c->out.bytes += k;
+    }
+}
+
+void out_puts(imap_conn *c, const char *s)
+{
+    out_write(c, s, strlen(s));
+}
+
+void out_printf(imap_conn *c, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return;
+    }
+    if ((size_t)n < sizeof tmp) {
+        out_write(c, tmp, (size_t)n);
+        return;
+    }
+    dbuf b = {0};
+    va_start(ap, fmt);
+    dbuf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    out_write(c, b.p, b.len);
+    dbuf_free(&b);
+}
+
+void out_string(imap_conn *c, const char *s, size_t n)
+{
+    int quotable = n < 1024;
+    for (size_t i = 0; quotable && i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == 0 || ch == '\r' || ch == '\n' || ch >= 0x80) {
+            quotable = 0;
+        }
+    }
+    if (!quotable) {
+        out_printf(c, "{%zu}\r\n", n);
+        out_write(c, s, n);
+        return;
+    }
+    out_write(c, "\"", 1);
+    size_t st = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            out_write(c, s + st, i - st);
+            out_write(c, "\\", 1);
+            st = i;
+        }
+    }
+    out_write(c, s + st, n - st);
+    out_write(c, "\"", 1);
+}
+
+void out_nstring(imap_conn *c, const char *s, size_t n)
+{
+    if (!s) {
+        out_puts(c, "NIL");
+    } else {
+        out_string(c, s, n);
+    }
+}
+
+void out_mailbox(imap_conn *c, const char *name)
+{
+    out_string(c, name, strlen(name));
+}
+
+void reply(imap_conn *c, const char *status, const char *fmt, ...)
+{
+    out_puts(c, c->tag ? c->tag : "*");
+    out_write(c, " ", 1);
+    out_puts(c, status);
+    out_write(c, " ", 1);
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    out_puts(c, tmp);
+    out_write(c, "\r\n", 2);
+    log_trace("%s > %s %s %s", c->peer, c->tag ? c->tag : "*", status, tmp);
+}
+
+void conn_flush(imap_conn *c)
+{
+    while (c->out.head && c->closing != 2) {
+        outchunk *h = c->out.head;
+        long w = port_write(c->pc, h->data + h->off, h->len - h->off);
+        if (w < 0) {
+            c->closing = 2;
+            break;
+        }
+        if (w == 0) {
+            break;
+        }
+        h->off += (size_t)w;
+        c->out.bytes -= (size_t)w;
+        if (h->off < h->len) {
+            break;
+        }
+        c->out.head = h->next;
+        if (!c->out.head) {
+            c->out.tail = NULL;
+        }
+        free(h);
+    }
+}
+
+static void out_free(imap_conn *c)
+{
+    while (c->out.head) {
+        outchunk *h = c->out.head;
+        c->out.head = h->next;
+        free(h);
+    }
+    c->out.tail = NULL;
+    c->out.bytes = 0;
+}
+
+/* ---- state ---- */
+
+static void set_limits(imap_conn *c)
+{
+    int pre = c->state == S_NOTAUTH;
+    c->ps.line_max = pre ? CONFIG_PREAUTH_LINE_MAX : CONFIG_LINE_MAX;
+    c->ps.arena_max = pre ? CONFIG_PREAUTH_LINE_MAX + 2 * CONFIG_PREAUTH_LITERAL_MAX : CONFIG_ARG_MEM_MAX;
+    c->ps.tok_max = CONFIG_MAX_ARGS;
+}
+
+static void touch(imap_conn *c)
+{
+    uint64_t t = c->state == S_NOTAUTH ? CONFIG_TIMEOUT_PREAUTH : CONFIG_TIMEOUT_AUTH;
+    if (c->idling) {
+        t = CONFIG_TIMEOUT_IDLE;
+    }
+    c->deadline = now_ms() + t * 1000;
+}
+
+void conn_enter_state(imap_conn *c, int state)
+{
+    if (c->state == S_NOTAUTH && state != S_NOTAUTH) {
+        g_srv->npreauth--;
+    }
+    c->state = state;
+    set_limits(c);
+    touch(c);
+}
+
+void conn_close(imap_conn *c, const char *why)
+{
+    if (!c->closing) {
+        log_debug("%s: closing: %s", c->peer, why);
+        c->closing = 1;
+        c->deadline = now_ms() + CLOSE_GRACE_MS;
+    }
+}
+
+static void conn_destroy(imap_conn *c)
+{
+    cmd_conn_gone(c);
+    if (c->state == S_NOTAUTH) {
+        g_srv->npreauth--;
+    }
+    port_close(c->pc);
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        g_srv->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    g_srv->nconns--;
+    parse_free(&c->ps);
+    dbuf_free(&c->in);
+    out_free(c);
+    free(c->tag);
+    free(c->user);
+    free(c->delayed);
+    free(c);
+}
+
+/* ---- input ---- */
+
+static int can_process(const imap_conn *c)
+{
+    return !c->closing && !c->cont && !c->wake_at && !out_full(c);
+}
+
+static void process(imap_conn *c)
+{
+    size_t pos = 0;
+    while (pos < c->in.len && can_process(c)) {
+        if (c->linefn) {
+            const char *s = c->in.p + pos;
+            const char *lf = memchr(s, '\n', c->in.len - pos);
+            if (!lf) {
+                if (c->in.len - pos > CONFIG_PREAUTH_LINE_MAX) {
+                    out_puts(c, "* BYE Line too long\r\n");
+                    conn_close(c, "line too long");
+                }
+                break;
+            }
+            size_t n = (size_t)(lf - s);
+            pos += n + 1;
+            if (n && s[n - 1] == '\r') {
+                n--;
+            }
+            c->linefn(c, s, n);
+            continue;
+        }
+        size_t used = 0;
+        int r = parse_feed(&c->ps, c->in.p + pos, c->in.len - pos, &used);
+        pos += used;
+        switch (r) {
+        case PARSE_DONE:
+            touch(c);
+            cmd_dispatch(c);
+            parse_clear(&c->ps);
+            break;
+        case PARSE_LITERAL:
+            cmd_literal(c);
+            break;
+        case PARSE_ERROR: {
+            const imap_parser *p = &c->ps;
+            if (p->ntok > 0 && p->toks[0].type == TOK_ATOM) {
+                out_printf(c, "%s BAD %s\r\n", tok_s(p, 0), p->err);
+            } else {
+                out_printf(c, "* BAD %s\r\n", p->err);
+            }
+            parse_clear(&c->ps);
+            cmd_append_abort(c);
+            break;
+        }
+        case PARSE_FATAL:
+            out_printf(c, "* BYE %s\r\n", c->ps.err);
+            conn_close(c, c->ps.err);
+            break;
+        default:
+            break;
+        }
+    }
+    if (pos >= c->in.len) {
+        /* Idle connections give their input buffer back. */
+        dbuf_free(&c->in);
+    } else if (pos > 0) {
+        memmove(c->in.p, c->in.p + pos, c->in.len - pos);
+        c->in.len -= pos;
+    }
+}
+
+static void conn_read(imap_conn *c)
+{
+    while (!c->closing && c->in.len < READ_CHUNK) {
+        size_t room = READ_CHUNK - c->in.len;
+        if (c->in.cap < READ_CHUNK + 1) {
+            char *np = realloc(c->in.p, READ_CHUNK + 1);
+            if (!np) {
+                c->closing = 2;
+                return;
+            }
+            c->in.p = np;
+            c->in.cap = READ_CHUNK + 1;
+        }
+        long r = port_read(c->pc, c->in.p + c->in.len, room);
+        if (r < 0) {
+            c->closing = 2;
+            return;
+        }
+        if (r == 0) {
+            break;
+        }
+        c->in.len += (size_t)r;
+        c->in.p[c->in.len] = 0;
+        if (!can_process(c)) {
+            break;
+        }
+        process(c);
+    }
+}
+
+/* Resume the command in progress while there is room for its output. */
+static void run_cont(imap_conn *c)
+{
+    while (c->cont && !c->closing && !out_full(c)) {
+        if (c->cont(c)) {
+            c->cont = NULL;
+        }
+        conn_flush(c);
+    }
+}
+
+/* Decide what to wait for next; free the connection when it is done. */
+static void conn_update(imap_conn *c)
+{
+    if (c->closing == 1 && !c->out.head) {
+        c->closing = 2;
+    }
+    if (c->closing == 2) {
+        conn_destroy(c);
+        return;
+    }
+    int rd = !c->closing && !c->cont && !c->wake_at && !out_full(c) && c->in.len < READ_CHUNK;
+    port_want(c->pc, rd, c->out.head != NULL);
+}
+
+void imap_on_event(void *ctx, int ev)
+{
+    imap_conn *c = ctx;
+    if (ev & PORT_EV_WRITE) {
+        conn_flush(c);
+    }
+    run_cont(c);
+    if (c->in.len && can_process(c)) {
+        process(c);
+    }
+    if (ev & PORT_EV_READ) {
+        conn_read(c);
+    }
+    run_cont(c);
+    conn_flush(c);
+    conn_update(c);
+}
+
+void *imap_on_accept(port_conn *pc, int kind)
+{
+    char peer[64];
+    port_peer(pc, peer, sizeof peer);
+    const char *refuse = NULL;
+    if (g_srv->stopping) {
+        refuse = "* BYE Server shutting down\r\n";
+    } else if (g_srv->nconns >= CONFIG_MAX_CONNS) {
+        refuse = "* BYE Too many connections\r\n";
+    } else if (g_srv->npreauth >= CONFIG_MAX_PREAUTH_CONNS) {
+        refuse = "* BYE Too many unauthenticated connections\r\n";
+    } else {
+        unsigned same = 0;
+        for (imap_conn *o = g_srv->conns; o; o = o->next) {
+            same += strcmp(o->peer, peer) == 0;
+        }
+        if (same >= CONFIG_MAX_CONNS_PER_IP) {
+            refuse = "* BYE Too many connections from your address\r\n";
+        }
+    }
+    if (refuse) {
+        log_warn("%s: refused: %.*s", peer, (int)strlen(refuse) - 8, refuse + 6);
+        port_write(pc, refuse, strlen(refuse));
+        return NULL;
+    }
+    imap_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        return NULL;
+    }
+    c->pc = pc;
+    c->kind = kind;
+    memcpy(c->peer, peer, sizeof peer);
+    c->loopback = port_peer_is_loopback(pc);
+    c->state = S_NOTAUTH;
+    g_srv->npreauth++;
+    parse_init(&c->ps, 0, 0, 0);
+    set_limits(c);
+    touch(c);
+    c->next = g_srv->conns;
+    if (c->next) {
+        c->next->prev = c;
+    }
+    g_srv->conns = c;
+    g_srv->nconns++;
+    port_set_ctx(pc, c);
+    log_debug("%s: connected", c->peer);
+    cmd_greeting(c);
+    conn_flush(c);
+    conn_update(c);
+    return c;
+}
+
+/* ---- the loop ---- */
+
+static int listen_all(imap_cfg *cfg)
+{
+    for (unsigned i = 0; i < cfg->nlisten; i++) {
+        char host[128];
+        const char *spec = cfg->listen[i];
+        const char *colon = strrchr(spec, ':');
+        if (!colon || (size_t)(colon - spec) >= sizeof host) {
+            log_err("listen %s: expected host:port", spec);
+            return -1;
+        }
+        const char *h = spec;
+        size_t hl = (size_t)(colon - spec);
+        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+            h++;
+            hl -= 2;
+        }
+        memcpy(host, h, hl);
+        host[hl] = 0;
+        uint32_t port;
+        if (parse_u32(colon + 1, strlen(colon + 1), &port) < 0 || port > 65535) {
+            log_err("listen %s: bad port", spec);
+            return -1;
+        }
+        if (!port_listen(host, port, LISTEN_IMAP)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int timers(void)
+{
+    uint64_t now = now_ms();
+    uint64_t next = UINT64_MAX;
+    imap_conn *c = g_srv->conns;
+    while (c) {
+        imap_conn *nx = c->next;
+        if (c->deadline && now >= c->deadline) {
+            if (!c->closing) {
+                out_puts(c, c->state == S_NOTAUTH ? "* BYE Login timeout\r\n" : "* BYE Autologout; idle for too long\r\n");
+                conn_flush(c);
+            }
+            c->closing = 2;
+            conn_update(c);
+            c = nx;
+            continue;
+        }
+        if (c->wake_at && now >= c->wake_at) {
+            c->wake_at = 0;
+            if (c->delayed) {
+                out_puts(c, c->delayed);
+                free(c->delayed);
+                c->delayed = NULL;
+            }
+            if (c->close_after_wake) {
+                conn_close(c, "too many failed logins");
+            }
+            imap_on_event(c, 0);
+            c = nx;
+            continue;
+        }
+        if (c->deadline && c->deadline < next) {
+            next = c->deadline;
+        }
+        if (c->wake_at && c->wake_at < next) {
+            next = c->wake_at;
+        }
+        c = nx;
+    }
+    if (next == UINT64_MAX) {
+        return -1;
+    }
+    return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
+}
+
+int imap_server_run(imap_cfg *cfg)
+{
+    static imap_server srv;
+    g_srv = &srv;
+    srv.cfg = cfg;
+    int rc = st_store_open(&srv.store, cfg->store, st_vfs_posix());
+    if (rc < 0) {
+        log_err("cannot open store %s: %s", cfg->store, st_strerror(rc));
+        return 1;
+    }
+    if (listen_all(cfg) < 0) {
+        return 1;
+    }
+    while (port_poll(timers()) == 0) {
+    }
+    log_info("shutting down");
+    srv.stopping = 1;
+    while (srv.conns) {
+        imap_conn *c = srv.conns;
+        out_puts(c, "* BYE Server shutting down\r\n");
+        conn_flush(c);
+        c->closing = 2;
+        conn_update(c);
+    }
+    st_store_close(srv.store);
+    return 0;
+}

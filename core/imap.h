@@ -1,0 +1,135 @@
+/*
+ * imap.h -- the protocol engine's shared types.
+ *
+ * One imap_server owns the listeners, the store and every imap_conn. A
+ * connection moves between states only through conn_enter_state(). A
+ * command either completes inside its handler or leaves a continuation
+ * (c->cont) that the loop calls again when the client has drained output,
+ * so a 50 MB FETCH never blocks the other clients.
+ */
+#ifndef IMAP_H
+#define IMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "port.h"
+#include "store.h"
+#include "parse.h"
+#include "util.h"
+
+/* Connection states (RFC 3501 section 3). Bit values so the command table
+ * can say where a command is allowed. */
+enum {
+    S_NOTAUTH = 1,
+    S_AUTH = 2,
+    S_SELECTED = 4,
+    S_LOGOUT = 8,
+};
+#define S_ANY (S_NOTAUTH | S_AUTH | S_SELECTED)
+
+/* Listener kinds. */
+enum { LISTEN_IMAP = 1 };
+
+/* Runtime configuration (the config file). */
+typedef struct imap_cfg {
+    char    *listen[8];        /* "host:port" */
+    unsigned nlisten;
+    char    *store;            /* store root */
+    char    *passwd;           /* passwd-file path */
+    char    *log;              /* "stderr" or "syslog" */
+    int      log_level;        /* LOG_*_ */
+    int      allow_plaintext;  /* plaintext LOGIN/AUTHENTICATE allowed */
+} imap_cfg;
+
+int  cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, size_t errlen);
+void cfg_free(imap_cfg *cfg);
+
+/* One queued piece of output. */
+typedef struct outchunk {
+    struct outchunk *next;
+    size_t len;     /* bytes in data */
+    size_t off;     /* bytes already written */
+    size_t cap;     /* bytes allocated for data */
+    char   data[];
+} outchunk;
+
+typedef struct outq {
+    outchunk *head, *tail;
+    size_t    bytes;       /* unsent bytes */
+} outq;
+
+struct imap_sess;
+struct fetch_job;
+
+typedef struct imap_conn {
+    struct imap_conn *next, *prev;  /* all connections */
+    port_conn  *pc;                 /* the port's handle */
+    int         state;              /* S_* */
+    int         closing;            /* 1: close once output is flushed */
+    int         kind;               /* listener kind */
+    char        peer[64];           /* peer address, for logs */
+    int         loopback;           /* peer is loopback */
+    imap_parser ps;                 /* command being read */
+    dbuf        in;                 /* input read but not yet consumed */
+    outq        out;                /* output not yet written */
+    uint64_t    deadline;           /* idle timeout (monotonic ms) */
+    uint64_t    wake_at;            /* continuation timer, 0 = none */
+    /* The command in progress, when it did not finish in its handler. */
+    int       (*cont)(struct imap_conn *c);   /* returns 1 when finished */
+    /* Line mode: input lines go here instead of the parser (AUTHENTICATE,
+     * IDLE). */
+    void      (*linefn)(struct imap_conn *c, const char *line, size_t len);
+    char       *tag;                /* tag of the command in progress */
+    char       *user;               /* logged-in user */
+    struct imap_sess *sess;         /* selected mailbox, or NULL */
+    int         login_fails;        /* failed logins on this connection */
+    int         idling;             /* in IDLE */
+    struct fetch_job *fetch;        /* FETCH in progress */
+    struct st_append *append;       /* APPEND literal being streamed */
+    int         append_err;         /* error while streaming it */
+    st_box     *append_box;         /* its mailbox */
+    uint64_t    append_size;        /* its announced size */
+    char       *delayed;            /* response held back (failed login) */
+    int         close_after_wake;   /* close once the delayed reply is out */
+} imap_conn;
+
+typedef struct imap_server {
+    imap_cfg   *cfg;
+    st_store   *store;
+    imap_conn  *conns;             /* all connections */
+    unsigned    nconns;
+    unsigned    npreauth;
+    int         stopping;
+} imap_server;
+
+extern imap_server *g_srv;
+
+int  imap_server_run(imap_cfg *cfg);
+
+/* conn.c */
+void conn_enter_state(imap_conn *c, int state);
+void conn_close(imap_conn *c, const char *why);
+void out_write(imap_conn *c, const void *p, size_t n);
+void out_puts(imap_conn *c, const char *s);
+void out_printf(imap_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Write s as an IMAP string: atom-safe quoted, or a literal when needed. */
+void out_string(imap_conn *c, const char *s, size_t n);
+void out_nstring(imap_conn *c, const char *s, size_t n);
+/* Write a mailbox name (quoted or literal). */
+void out_mailbox(imap_conn *c, const char *name);
+int  out_full(const imap_conn *c);
+void conn_flush(imap_conn *c);
+/* Tagged completion of the command in progress. */
+void reply(imap_conn *c, const char *status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+uint64_t now_ms(void);
+
+/* cmd.c */
+void cmd_dispatch(imap_conn *c);
+void cmd_literal(imap_conn *c);
+void cmd_capability_list(imap_conn *c);
+void cmd_conn_gone(imap_conn *c);
+void cmd_greeting(imap_conn *c);
+void cmd_append_abort(imap_conn *c);
+
+#endif

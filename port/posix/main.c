@@ -1,0 +1,53 @@
+/* main.c -- command line of the picoimapd binary on POSIX hosts. */
+#include "imap.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: picoimapd [-c CONFIG]      run the server in the foreground\n"
+            "       picoimapd -V               print the version\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = "/etc/picoimapd.conf";
+    int opt;
+    while ((opt = getopt(argc, argv, "c:Vh")) != -1) {
+        switch (opt) {
+        case 'c':
+            conf = optarg;
+            break;
+        case 'V':
+            printf("picoimapd 0.1\n");
+            return 0;
+        default:
+            usage();
+        }
+    }
+    port_log_setup("stderr", LOG_INFO_);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = st_slurp(st_vfs_posix(), conf, &text, &len, 1 << 20);
+    if (rc < 0) {
+        port_fatal("cannot read config %s: %s", conf, st_strerror(rc));
+    }
+    char *dup = xstrdup(conf);
+    char err[256];
+    imap_cfg cfg;
+    if (cfg_parse(&cfg, text, dirname(dup), err, sizeof err) < 0) {
+        port_fatal("%s: %s", conf, err);
+    }
+    free(dup);
+    free(text);
+    port_log_setup(cfg.log, cfg.log_level);
+    rc = imap_server_run(&cfg);
+    cfg_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,337 @@
+/* net.c -- BSD sockets + poll(2): the host network port (see port.h). */
+#include "port.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+struct port_listener {
+    int fd;     /* listening socket */
+    int kind;   /* handed to imap_on_accept */
+};
+
+struct port_conn {
+    int   fd;       /* the socket */
+    int   events;   /* POLLIN/POLLOUT wanted */
+    int   slot;     /* index in the poll table */
+    void *ctx;      /* the core's context */
+    struct sockaddr_storage peer; /* for port_peer */
+    int   dead;     /* closed; freed at the end of the loop turn */
+    struct port_conn *next_dead;  /* in dead_list */
+};
+
+/* The poll table: listeners first, then connections. Rebuilt lazily. */
+static port_listener *listeners[8];
+static unsigned nlisteners;
+static port_conn **conns;          /* by slot */
+static unsigned nconns, capconns;
+static volatile sig_atomic_t stop_flag;
+static port_conn *dead_list;       /* closed, not yet freed */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void setup_signals(void)
+{
+    static int done;
+    if (done) {
+        return;
+    }
+    done = 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+port_listener *port_listen(const char *addr, unsigned port, int kind)
+{
+    setup_signals();
+    if (nlisteners >= sizeof listeners / sizeof listeners[0]) {
+        log_err("too many listeners");
+        return NULL;
+    }
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%u", port);
+    int rc = getaddrinfo(addr, ps, &hints, &ai);
+    if (rc != 0) {
+        log_err("listen %s:%u: %s", addr, port, gai_strerror(rc));
+        return NULL;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0) {
+        log_err("socket: %s", strerror(errno));
+        freeaddrinfo(ai);
+        return NULL;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ai->ai_family == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0 || set_nonblock(fd) < 0) {
+        log_err("listen %s:%u: %s", addr, port, strerror(errno));
+        close(fd);
+        freeaddrinfo(ai);
+        return NULL;
+    }
+    freeaddrinfo(ai);
+    port_listener *l = calloc(1, sizeof *l);
+    if (!l) {
+        close(fd);
+        return NULL;
+    }
+    l->fd = fd;
+    l->kind = kind;
+    listeners[nlisteners++] = l;
+    log_info("listening on %s:%u", addr, port);
+    return l;
+}
+
+static void accept_all(port_listener *l)
+{
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+                log_warn("accept: %s", strerror(errno));
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        port_conn *c = calloc(1, sizeof *c);
+        if (!c || (nconns == capconns && !(capconns = capconns ? capconns * 2 : 64,
+                                            conns = realloc(conns, capconns * sizeof *conns)))) {
+            free(c);
+            close(fd);
+            return;
+        }
+        c->fd = fd;
+        c->peer = ss;
+        c->events = POLLIN;
+        c->slot = (int)nconns;
+        conns[nconns++] = c;
+        void *ctx = imap_on_accept(c, l->kind);
+        if (!ctx) {
+            port_close(c);
+            continue;
+        }
+        c->ctx = ctx;
+    }
+}
+
+void port_set_ctx(port_conn *c, void *ctx)
+{
+    c->ctx = ctx;
+}
+
+long port_read(port_conn *c, void *buf, size_t n)
+{
+    ssize_t r = recv(c->fd, buf, n, 0);
+    if (r > 0) {
+        return (long)r;
+    }
+    if (r == 0) {
+        return -1;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        return 0;
+    }
+    return -1;
+}
+
+long port_write(port_conn *c, const void *buf, size_t n)
+{
+    ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL);
+    if (r >= 0) {
+        return (long)r;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        return 0;
+    }
+    return -1;
+}
+
+void port_want(port_conn *c, int rd, int wr)
+{
+    c->events = (rd ? POLLIN : 0) | (wr ? POLLOUT : 0);
+}
+
+void port_close(port_conn *c)
+{
+    /* Swap the last connection into this slot; free the memory only after
+     * the dispatch loop, which may still hold a pointer to it. */
+    unsigned s = (unsigned)c->slot;
+    if (s < nconns && conns[s] == c) {
+        conns[s] = conns[--nconns];
+        conns[s]->slot = (int)s;
+    }
+    close(c->fd);
+    c->dead = 1;
+    c->ctx = NULL;
+    c->next_dead = dead_list;
+    dead_list = c;
+}
+
+static void reap(void)
+{
+    while (dead_list) {
+        port_conn *c = dead_list;
+        dead_list = c->next_dead;
+        free(c);
+    }
+}
+
+void port_peer(port_conn *c, char *buf, size_t n)
+{
+    if (c->peer.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&c->peer)->sin_addr, buf, (socklen_t)n);
+    } else if (c->peer.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&c->peer)->sin6_addr, buf, (socklen_t)n);
+    } else {
+        snprintf(buf, n, "unknown");
+    }
+}
+
+int port_peer_is_loopback(port_conn *c)
+{
+    if (c->peer.ss_family == AF_INET) {
+        return (ntohl(((struct sockaddr_in *)&c->peer)->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (c->peer.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&c->peer)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) ||
+               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+int port_poll(int timeout_ms)
+{
+    static struct pollfd *pfd;
+    static port_conn **snap;
+    static unsigned cap;
+    if (stop_flag) {
+        return -1;
+    }
+    unsigned n = nlisteners + nconns;
+    if (n > cap) {
+        cap = n * 2;
+        pfd = realloc(pfd, cap * sizeof *pfd);
+        snap = realloc(snap, cap * sizeof *snap);
+        if (!pfd || !snap) {
+            port_fatal("out of memory");
+        }
+    }
+    for (unsigned i = 0; i < nlisteners; i++) {
+        pfd[i].fd = listeners[i]->fd;
+        pfd[i].events = POLLIN;
+        pfd[i].revents = 0;
+    }
+    unsigned nc = nconns;
+    for (unsigned i = 0; i < nc; i++) {
+        pfd[nlisteners + i].fd = conns[i]->fd;
+        pfd[nlisteners + i].events = (short)conns[i]->events;
+        pfd[nlisteners + i].revents = 0;
+        snap[i] = conns[i];
+    }
+    int r = poll(pfd, nlisteners + nc, timeout_ms);
+    if (r < 0) {
+        return stop_flag ? -1 : 0;
+    }
+    /* Connections may close during dispatch; check each one is still in
+     * its slot before calling back. */
+    for (unsigned i = 0; i < nc; i++) {
+        short re = pfd[nlisteners + i].revents;
+        if (!re) {
+            continue;
+        }
+        port_conn *c = snap[i];
+        if (c->dead || !c->ctx) {
+            continue;
+        }
+        int ev = 0;
+        if (re & (POLLIN | POLLHUP | POLLERR)) {
+            ev |= PORT_EV_READ;
+        }
+        if (re & POLLOUT) {
+            ev |= PORT_EV_WRITE;
+        }
+        if (re & (POLLHUP | POLLERR | POLLNVAL)) {
+            ev |= PORT_EV_HUP;
+        }
+        imap_on_event(c->ctx, ev);
+    }
+    for (unsigned i = 0; i < nlisteners; i++) {
+        if (pfd[i].revents & POLLIN) {
+            accept_all(listeners[i]);
+        }
+    }
+    reap();
+    return stop_flag ? -1 : 0;
+}
+
+uint64_t port_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)(ts.tv_nsec / 1000000);
+}
+
+int64_t port_time(int *tz_minutes)
+{
+    time_t t = time(NULL);
+    if (tz_minutes) {
+        struct tm tm;
+        localtime_r(&t, &tm);
+        *tz_minutes = (int)(tm.tm_gmtoff / 60);
+    }
+    return (int64_t)t;
+}
+
+void port_random(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            port_fatal("getrandom: %s", strerror(errno));
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+}
