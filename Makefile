@@ -130,3 +130,7 @@ clean:
 
 distclean: clean
 	rm -rf .config demo
+
+# Targets owned by other parts of the tree (boards, benchmarks).
+-include board/boards.mk
+-include tests/bench/bench.mk
