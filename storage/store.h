@@ -164,11 +164,13 @@ int  st_copy(st_box *src, uint32_t idx, st_box *dst, uint32_t *newuid);
 /* ---- reading a message in wire form ---- */
 typedef struct st_reader {
     st_box  *box;
-    void    *file;       /* the store's handle on the mbox */
+    void    *file;       /* the reader's own handle on the mbox: it stays
+                            valid (old bytes) if compaction replaces the file */
     uint64_t pos, end;   /* disk position and end of the message */
     int      bol;        /* at the beginning of a line */
-    int      cr;         /* a CR is owed before the next LF's LF */
-    char     carry[64];  /* bytes read ahead while looking for ">+From " */
+    int      qmatch;     /* a line-start '>' is held back: ">+From " drops one */
+    unsigned m;          /* bytes of "From " matched while qmatch */
+    char     carry[16];  /* output owed to the caller (did not fit last time) */
     unsigned ncarry, icarry;
 } st_reader;
 int  st_reader_open(st_reader *r, st_box *b, uint32_t idx);

@@ -1,0 +1,1211 @@
+/*
+ * box.c -- an open mailbox: loading and replaying the state log, noticing
+ * other processes' changes, locking, flag/expunge/keyword records, commit
+ * and checkpoints.
+ *
+ * Concurrency: the daemon and `picoimapd deliver` processes may all write
+ * one mailbox. Every mutation takes the mbox file lock, catches up with the
+ * log (st_box_lock -> box_sync), appends, and unlocks. Records are applied
+ * in log order, so all processes agree.
+ *
+ * Crash safety of appends: message bytes and their APPEND record are written
+ * unsynced; a commit syncs the mbox, then appends a MARK record and syncs
+ * the log. Every APPEND before a MARK therefore points to durable bytes.
+ * APPENDs after the last MARK may point to torn bytes after a power cut, so
+ * the reader checks them against the CRC of the message bytes carried in
+ * the record, and cuts the log (and the mbox) at the first that fails: what
+ * is cut was never acknowledged, since its commit never finished.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "st_int.h"
+
+/* ---------------- the in-memory index ---------------- */
+
+int st_msg_push(st_box *bx, const st_msg *m)
+{
+    stbox *b = (stbox *)bx; /* only cap is used; temp boxes are stbox too */
+    if (bx->count == b->cap) {
+        uint32_t ncap = b->cap ? b->cap * 2 : 64;
+        st_msg *n = realloc(bx->msg, (size_t)ncap * sizeof *n);
+        if (!n) {
+            return ST_ENOMEM;
+        }
+        bx->msg = n;
+        b->cap = ncap;
+    }
+    bx->msg[bx->count++] = *m;
+    return 0;
+}
+
+long st_box_find(const st_box *bx, uint32_t uid)
+{
+    uint32_t lo = 0, hi = bx->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (bx->msg[mid].uid < uid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < bx->count && bx->msg[lo].uid == uid ? (long)lo : -1;
+}
+
+static void box_free_index(stbox *b)
+{
+    free(b->pub.msg);
+    b->pub.msg = NULL;
+    b->pub.count = 0;
+    b->cap = 0;
+    for (unsigned i = 0; i < b->pub.nkw; i++) {
+        free(b->pub.kw[i]);
+        b->pub.kw[i] = NULL;
+    }
+    b->pub.nkw = 0;
+}
+
+static void index_init(stbox *t)
+{
+    memset(t, 0, sizeof *t);
+    t->pub.uidnext = 1;
+    t->pub.recent_uid = 1;
+}
+
+/* ---------------- applying records ---------------- */
+
+/* Apply one record to t's index. Returns 1 if it changed something. */
+static int apply(stbox *t, int type, const uint8_t *p, size_t len)
+{
+    st_box *bx = &t->pub;
+    long i;
+    switch (type) {
+    case REC_HDR:
+        bx->uidvalidity = st_get32(p + 8);
+        return 0;
+    case REC_APPEND: {
+        st_rec_append a;
+        st_rec_append_decode(p, &a);
+        if (a.m.uid == 0 || a.m.uid < bx->uidnext) {
+            return 0; /* stale or doubled: UIDs only grow */
+        }
+        if (st_msg_push(bx, &a.m)) {
+            return ST_ENOMEM;
+        }
+        bx->uidnext = a.m.uid + 1;
+        if (a.m.modseq > bx->highestmodseq) {
+            bx->highestmodseq = a.m.modseq;
+        }
+        if (a.m.off + a.m.dlen + a.tail > t->mbox_end) {
+            t->mbox_end = a.m.off + a.m.dlen + a.tail;
+        }
+        return 1;
+    }
+    case REC_FLAGS: {
+        uint64_t ms = st_get64(p + 13);
+        if (ms > bx->highestmodseq) {
+            bx->highestmodseq = ms;
+        }
+        if ((i = st_box_find(bx, st_get32(p))) < 0) {
+            return 0;
+        }
+        st_msg *m = &bx->msg[i];
+        m->flags = (uint8_t)((m->flags & ST_F_EXPUNGED) | (p[4] & ST_F_SYSMASK));
+        m->kw = st_get64(p + 5);
+        m->modseq = ms;
+        return 1;
+    }
+    case REC_EXPUNGE: {
+        uint64_t ms = st_get64(p + 4);
+        if (ms > bx->highestmodseq) {
+            bx->highestmodseq = ms;
+        }
+        if ((i = st_box_find(bx, st_get32(p))) < 0 || (bx->msg[i].flags & ST_F_EXPUNGED)) {
+            return 0;
+        }
+        bx->msg[i].flags |= ST_F_EXPUNGED;
+        bx->msg[i].modseq = ms;
+        t->dead_bytes += bx->msg[i].dlen;
+        return 1;
+    }
+    case REC_KEYWORD:
+        if (p[0] != bx->nkw || bx->nkw >= CONFIG_MAX_KEYWORDS || len < 2) {
+            return 0;
+        } else {
+            char *n = malloc(len);
+            if (!n) {
+                return ST_ENOMEM;
+            }
+            memcpy(n, p + 1, len - 1);
+            n[len - 1] = 0;
+            bx->kw[bx->nkw++] = n;
+            return 1;
+        }
+    case REC_RECENT:
+        if (st_get32(p) > bx->recent_uid) {
+            bx->recent_uid = st_get32(p);
+            return 1;
+        }
+        return 0;
+    case REC_STATE:
+        if (st_get32(p) > bx->uidnext) {
+            bx->uidnext = st_get32(p);
+        }
+        if (st_get64(p + 4) > bx->highestmodseq) {
+            bx->highestmodseq = st_get64(p + 4);
+        }
+        if (st_get32(p + 12) > bx->recent_uid) {
+            bx->recent_uid = st_get32(p + 12);
+        }
+        t->mbox_end = st_get64(p + 16);
+        return 0;
+    default:
+        return 0; /* unknown but intact: a newer writer; skip it */
+    }
+}
+
+/* Records read since the last MARK, held until we know they stand. */
+typedef struct pend {
+    uint8_t *buf;
+    size_t len, cap;
+} pend;
+
+static int pend_add(pend *pd, uint64_t off, int type, const uint8_t *p, size_t len)
+{
+    size_t need = 8 + 1 + 2 + len;
+    if (pd->len + need > pd->cap) {
+        size_t nc = pd->cap ? pd->cap * 2 : 4096;
+        while (nc < pd->len + need) {
+            nc *= 2;
+        }
+        uint8_t *n = realloc(pd->buf, nc);
+        if (!n) {
+            return ST_ENOMEM;
+        }
+        pd->buf = n;
+        pd->cap = nc;
+    }
+    uint8_t *q = pd->buf + pd->len;
+    st_put64(q, off);
+    q[8] = (uint8_t)type;
+    st_put16(q + 9, (uint16_t)len);
+    memcpy(q + 11, p, len);
+    pd->len += need;
+    return 0;
+}
+
+/* Apply pending records with offsets below `cut`; returns changes or <0. */
+static int pend_apply(pend *pd, stbox *t, uint64_t cut)
+{
+    int changed = 0;
+    for (size_t i = 0; i < pd->len;) {
+        const uint8_t *q = pd->buf + i;
+        size_t len = st_get16(q + 9);
+        if (st_get64(q) >= cut) {
+            break;
+        }
+        int r = apply(t, q[8], q + 11, len);
+        if (r < 0) {
+            return r;
+        }
+        changed += r;
+        i += 11 + len;
+    }
+    pd->len = 0;
+    return changed;
+}
+
+/* Does the APPEND record's message have the bytes it claims? */
+static int verify_append(st_file *mbox, uint64_t msize, const uint8_t *p)
+{
+    st_rec_append a;
+    st_rec_append_decode(p, &a);
+    if (a.m.off < a.hlen || a.m.off + a.m.dlen + a.tail > msize) {
+        return 0;
+    }
+    uint64_t from = a.m.off - a.hlen, to = a.m.off + a.m.dlen + a.tail;
+    uint8_t *buf = malloc(ST_CHUNK);
+    if (!buf) {
+        return ST_ENOMEM;
+    }
+    uint32_t crc = 0;
+    int ok = 1;
+    while (from < to) {
+        size_t k = to - from > ST_CHUNK ? ST_CHUNK : (size_t)(to - from);
+        if (st_vread_full(mbox, buf, k, from)) {
+            ok = 0;
+            break;
+        }
+        crc = st_crc32(crc, buf, k);
+        from += k;
+    }
+    free(buf);
+    return ok && crc == a.crc;
+}
+
+/*
+ * Replay the log of t from `from` to `fsize`. On return *good is the end of
+ * the records that stand and *trim the mbox offset to cut the mbox back to
+ * (UINT64_MAX: leave it). Returns the number of changes or <0.
+ */
+static int replay(stbox *t, st_file *log, st_file *mbox, uint64_t from, uint64_t fsize,
+                  uint64_t *good, uint64_t *trim)
+{
+    st_logrd rd;
+    pend pd = { 0 };
+    int type, r, changed = 0;
+    const uint8_t *p;
+    size_t len;
+    uint64_t off = from;
+    st_stat ms;
+    *trim = UINT64_MAX;
+    st_logrd_init(&rd, log, from, fsize);
+    for (;;) {
+        r = st_logrd_next(&rd, &type, &p, &len, &off);
+        if (r != 1) {
+            break;
+        }
+        if (type == REC_HDR && off != 0) {
+            r = ST_ECORRUPT; /* a header in the middle: garbage that passed a CRC */
+            break;
+        }
+        if (type == REC_MARK) {
+            if ((r = pend_apply(&pd, t, UINT64_MAX)) < 0) {
+                goto out;
+            }
+            changed += r;
+            continue;
+        }
+        if ((r = pend_add(&pd, off, type, p, len)) < 0) {
+            goto out;
+        }
+    }
+    if (r < 0 && r != ST_ECORRUPT) {
+        goto out;
+    }
+    /* r == 0: clean end at fsize; ST_ECORRUPT: torn tail at off */
+    uint64_t cut = off;
+    if ((r = st_vfstat(mbox, &ms)) < 0) {
+        goto out;
+    }
+    for (size_t i = 0; i < pd.len;) {
+        const uint8_t *q = pd.buf + i;
+        size_t l = st_get16(q + 9);
+        if (q[8] == REC_APPEND) {
+            int ok = verify_append(mbox, ms.size, q + 11);
+            if (ok < 0) {
+                r = ok;
+                goto out;
+            }
+            if (!ok) {
+                st_rec_append a;
+                st_rec_append_decode(q + 11, &a);
+                cut = st_get64(q);
+                *trim = a.m.off >= a.hlen ? a.m.off - a.hlen : 0;
+                break;
+            }
+        }
+        i += 11 + l;
+    }
+    if ((r = pend_apply(&pd, t, cut)) < 0) {
+        goto out;
+    }
+    changed += r;
+    *good = cut;
+    r = changed;
+out:
+    free(pd.buf);
+    st_logrd_free(&rd);
+    return r;
+}
+
+/* ---------------- log writing ---------------- */
+
+int st_log_add(stbox *b, int type, const uint8_t *payload, size_t len)
+{
+    uint8_t buf[ST_REC_MAX + REC_OVERHEAD];
+    size_t n = st_rec_encode(buf, type, payload, len);
+    int r = st_vpwrite(b->log, buf, n, b->log_end);
+    if (r) {
+        /* a partial record is garbage past log_end: cut it so that the next
+         * record does not land behind it */
+        st_vtruncate(b->log, b->log_end);
+        return r;
+    }
+    b->log_end += n;
+    b->dirty_log = 1;
+    return 0;
+}
+
+/* ---------------- loading, rebuilding, merging ---------------- */
+
+static int box_sync(stbox *b, int depth);
+
+typedef struct rebuild_ctx {
+    stbox *t;         /* the index being built */
+    uint32_t *xuid;   /* per message: X-UID or 0 */
+    uint32_t cap;
+    int err;
+} rebuild_ctx;
+
+/* Register keyword names from an X-Keywords value; returns the bit mask. */
+static uint64_t kw_from_names(st_box *bx, const char *v)
+{
+    uint64_t mask = 0;
+    while (*v) {
+        while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ',') {
+            v++;
+        }
+        size_t n = 0;
+        while (v[n] && v[n] != ' ' && v[n] != '\t' && v[n] != '\n' && v[n] != '\r' && v[n] != ',') {
+            n++;
+        }
+        if (!n) {
+            break;
+        }
+        unsigned i;
+        for (i = 0; i < bx->nkw; i++) {
+            if (strlen(bx->kw[i]) == n && strncasecmp(bx->kw[i], v, n) == 0) {
+                break;
+            }
+        }
+        if (i == bx->nkw && n <= ST_KW_NAME_MAX && bx->nkw < CONFIG_MAX_KEYWORDS) {
+            char *k = malloc(n + 1);
+            if (k) {
+                memcpy(k, v, n);
+                k[n] = 0;
+                bx->kw[bx->nkw++] = k;
+            }
+        }
+        if (i < bx->nkw) {
+            mask |= (uint64_t)1 << i;
+        }
+        v += n;
+    }
+    return mask;
+}
+
+static int rebuild_cb(void *ctx, st_found *f)
+{
+    rebuild_ctx *c = ctx;
+    st_msg m;
+    memset(&m, 0, sizeof m);
+    m.off = f->off;
+    m.dlen = f->dlen;
+    m.size = f->size;
+    m.idate = f->idate;
+    m.flags = f->flags;
+    m.kw = kw_from_names(&c->t->pub, f->kw);
+    if (c->t->pub.count == c->cap) {
+        uint32_t nc = c->cap ? c->cap * 2 : 64;
+        uint32_t *n = realloc(c->xuid, nc * sizeof *n);
+        if (!n) {
+            return c->err = ST_ENOMEM;
+        }
+        c->xuid = n;
+        c->cap = nc;
+    }
+    c->xuid[c->t->pub.count] = f->ours ? f->xuid : 0;
+    if (st_msg_push(&c->t->pub, &m)) {
+        return c->err = ST_ENOMEM;
+    }
+    if (f->off + f->dlen + f->tail > c->t->mbox_end) {
+        c->t->mbox_end = f->off + f->dlen + f->tail;
+    }
+    return 0;
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+    const st_msg *x = a, *y = b;
+    return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+/*
+ * The state log is missing or unreadable, or the mbox was rewritten behind
+ * our back: index the mbox from scratch. X-UIDs written at delivery keep
+ * their UIDs while they increase in file order; other messages get new ones
+ * after all of them. Flags come from Status/X-Status/X-Keywords. Keeps
+ * `uidvalidity` if nonzero. Writes a fresh log. Lock held.
+ */
+static int rebuild(stbox *b, uint32_t uidvalidity, uint32_t min_uidnext)
+{
+    stbox t;
+    rebuild_ctx c = { &t, NULL, 0, 0 };
+    st_stat ms;
+    int garbage, r;
+    index_init(&t);
+    r = st_vfstat(b->mbox, &ms);
+    if (!r) {
+        r = st_scan_mbox(b->mbox, 0, ms.size, rebuild_cb, &c, &garbage);
+    }
+    if (!r) {
+        r = c.err;
+    }
+    if (!r) {
+        uint32_t last = 0;
+        for (uint32_t i = 0; i < t.pub.count; i++) {
+            if (c.xuid[i] > last) {
+                t.pub.msg[i].uid = last = c.xuid[i];
+            }
+        }
+        uint32_t next = last + 1 > min_uidnext ? last + 1 : min_uidnext;
+        for (uint32_t i = 0; i < t.pub.count; i++) {
+            if (!t.pub.msg[i].uid) {
+                t.pub.msg[i].uid = next++;
+            }
+            t.pub.msg[i].modseq = 1;
+        }
+        if (t.pub.count) {
+            qsort(t.pub.msg, t.pub.count, sizeof *t.pub.msg, cmp_uid);
+        }
+        t.pub.uidnext = next;
+        t.pub.highestmodseq = 1;
+        if (!uidvalidity) {
+            r = st_new_uidvalidity(b->s, b->dir, &uidvalidity);
+        }
+    }
+    /* the MARK in the new log vouches for the mbox bytes: sync them first */
+    if (!r) {
+        r = st_vsync(b->mbox);
+    }
+    if (!r) {
+        r = st_log_write_snapshot(b->s, b->dir, b->log_path, uidvalidity, &t.pub,
+                                  t.mbox_end, NULL);
+    }
+    free(c.xuid);
+    box_free_index(&t);
+    return r;
+}
+
+/* Fold a freshly loaded index into the live one without moving entries:
+ * sessions hold indexes into msg[] until they purge. */
+static int merge(stbox *b, stbox *t)
+{
+    st_box *bx = &b->pub, *tx = &t->pub;
+    int changed = 0;
+    for (unsigned i = bx->nkw; i < tx->nkw; i++) {
+        bx->kw[i] = tx->kw[i];
+        tx->kw[i] = NULL;
+        bx->nkw = i + 1;
+        changed = 1;
+    }
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < bx->count; i++) {
+        st_msg *m = &bx->msg[i];
+        while (j < tx->count && tx->msg[j].uid < m->uid) {
+            j++;
+        }
+        if (j < tx->count && tx->msg[j].uid == m->uid) {
+            const st_msg *n = &tx->msg[j];
+            if (n->modseq != m->modseq || n->off != m->off ||
+                (n->flags & ST_F_SYSMASK) != (m->flags & ST_F_SYSMASK) || n->kw != m->kw) {
+                changed = 1;
+            }
+            m->flags = (uint8_t)((m->flags & ST_F_EXPUNGED) | (n->flags & ST_F_SYSMASK));
+            m->kw = n->kw;
+            m->modseq = n->modseq;
+            m->off = n->off;
+            m->dlen = n->dlen;
+        } else if (!(m->flags & ST_F_EXPUNGED)) {
+            m->flags |= ST_F_EXPUNGED; /* gone from the new log: expunged */
+            changed = 1;
+        }
+    }
+    for (j = 0; j < tx->count; j++) {
+        if (tx->msg[j].uid >= bx->uidnext) {
+            if (st_msg_push(bx, &tx->msg[j])) {
+                return ST_ENOMEM;
+            }
+            bx->uidnext = tx->msg[j].uid + 1;
+            changed = 1;
+        }
+    }
+    if (tx->uidnext > bx->uidnext) {
+        bx->uidnext = tx->uidnext;
+    }
+    if (tx->highestmodseq > bx->highestmodseq) {
+        bx->highestmodseq = tx->highestmodseq;
+    }
+    if (tx->recent_uid > bx->recent_uid) {
+        bx->recent_uid = tx->recent_uid;
+    }
+    if (tx->uidvalidity != bx->uidvalidity) {
+        bx->deleted = 1; /* a different mailbox now: sessions must go */
+    }
+    b->mbox_end = t->mbox_end;
+    b->dead_bytes = t->dead_bytes;
+    return changed;
+}
+
+/* (Re)read the whole log at log_path. Lock held. */
+static int full_load(stbox *b, int depth)
+{
+    const st_vfs *v = b->s->vfs;
+    st_file *log = NULL;
+    st_stat ls;
+    stbox t;
+    uint64_t good, trim;
+    int r, fresh = b->log == NULL && b->pub.count == 0 && b->pub.uidvalidity == 0;
+    index_init(&t);
+    r = v->open(v, b->log_path, ST_O_WRITE, &log);
+    if (r == ST_ENOENT) {
+        if (depth > 2) {
+            return ST_ECORRUPT;
+        }
+        r = rebuild(b, b->pub.uidvalidity, b->pub.uidnext);
+        return r ? r : full_load(b, depth + 1);
+    }
+    if (r) {
+        return r;
+    }
+    r = st_vfstat(log, &ls);
+    if (!r) {
+        r = replay(&t, log, b->mbox, 0, ls.size, &good, &trim);
+    }
+    if (r >= 0 && (t.pub.uidvalidity == 0 || good == 0)) {
+        /* no valid header: the log is useless; rebuild it from the mbox */
+        st_vclose(log);
+        box_free_index(&t);
+        if (depth > 2) {
+            return ST_ECORRUPT;
+        }
+        r = rebuild(b, b->pub.uidvalidity, b->pub.uidnext);
+        return r ? r : full_load(b, depth + 1);
+    }
+    if (r >= 0 && good < ls.size) {
+        r = st_vtruncate(log, good);
+    }
+    if (r >= 0 && trim != UINT64_MAX) {
+        r = st_vtruncate(b->mbox, trim);
+        b->dirty_mbox = 1;
+    }
+    if (r < 0) {
+        st_vclose(log);
+        box_free_index(&t);
+        return r;
+    }
+    if (fresh) {
+        uint32_t cap = t.cap;
+        b->pub.msg = t.pub.msg;
+        b->pub.count = t.pub.count;
+        b->cap = cap;
+        memcpy(b->pub.kw, t.pub.kw, sizeof t.pub.kw);
+        b->pub.nkw = t.pub.nkw;
+        b->pub.uidvalidity = t.pub.uidvalidity;
+        b->pub.uidnext = t.pub.uidnext;
+        b->pub.highestmodseq = t.pub.highestmodseq;
+        b->pub.recent_uid = t.pub.recent_uid;
+        b->mbox_end = t.mbox_end;
+        b->dead_bytes = t.dead_bytes;
+        b->pub.change++;
+        memset(&t, 0, sizeof t);
+        /* nobody in this process has seen the expunged ones: drop them */
+        st_box_purge(&b->pub);
+    } else {
+        r = merge(b, &t);
+        box_free_index(&t);
+        if (r < 0) {
+            st_vclose(log);
+            return r;
+        }
+        if (r) {
+            b->pub.change++;
+        }
+    }
+    st_vclose(b->log);
+    b->log = log;
+    b->log_ino = ls.ino;
+    b->log_end = good;
+    b->ckpt_size = good;
+    (void)depth;
+    return 0;
+}
+
+/* ---- messages appended to the mbox by someone who does not write our log ---- */
+
+typedef struct tail_ctx {
+    stbox *b;
+    int n;       /* messages indexed */
+    int trim;    /* the tail is not an outside delivery: cut it */
+    int err;
+} tail_ctx;
+
+static int keyword_add_locked(stbox *b, const char *name, size_t len);
+
+static int tail_cb(void *ctx, st_found *f)
+{
+    tail_ctx *c = ctx;
+    stbox *b = c->b;
+    if (c->n == 0 && (f->ours || !f->valid_from || !f->first_hdr_ok)) {
+        /* our own torn or unlogged write (a writer died before its record),
+         * or garbage: never acknowledged, so it goes */
+        c->trim = 1;
+        return 1;
+    }
+    /* keywords named in X-Keywords */
+    uint64_t kw = 0;
+    const char *v = f->kw;
+    while (*v) {
+        while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ',') {
+            v++;
+        }
+        size_t n = 0;
+        while (v[n] && v[n] != ' ' && v[n] != '\t' && v[n] != '\n' && v[n] != '\r' && v[n] != ',') {
+            n++;
+        }
+        if (!n) {
+            break;
+        }
+        int k = st_keyword(&b->pub, v, n, 0);
+        if (k == ST_ENOENT) {
+            k = keyword_add_locked(b, v, n);
+        }
+        if (k >= 0) {
+            kw |= (uint64_t)1 << k;
+        }
+        v += n;
+    }
+    st_rec_append a;
+    uint8_t p[64];
+    memset(&a, 0, sizeof a);
+    a.m.uid = b->pub.uidnext;
+    a.m.off = f->off;
+    a.m.dlen = f->dlen;
+    a.m.size = f->size;
+    a.m.idate = f->idate;
+    a.m.flags = f->flags;
+    a.m.kw = kw;
+    a.m.modseq = b->pub.highestmodseq + 1;
+    a.hlen = f->hlen > 0xffff ? 0xffff : (uint16_t)f->hlen;
+    a.tail = f->tail;
+    a.crc = f->crc;
+    size_t n = st_rec_append_payload(p, &a);
+    if ((c->err = st_log_add(b, REC_APPEND, p, n)) != 0) {
+        return 1;
+    }
+    if ((c->err = apply(b, REC_APPEND, p, n)) < 0) {
+        return 1;
+    }
+    c->err = 0;
+    c->n++;
+    return 0;
+}
+
+static int mbox_tail(stbox *b, int depth)
+{
+    st_stat ms;
+    int r = st_vfstat(b->mbox, &ms);
+    if (r) {
+        return r;
+    }
+    if (ms.size == b->mbox_end) {
+        return 0;
+    }
+    if (ms.size < b->mbox_end) {
+        /* rewritten by another tool (mutt expunging) or lost: start over,
+         * keeping UIDVALIDITY since X-UIDs keep the UIDs */
+        if (depth > 2) {
+            return ST_ECORRUPT;
+        }
+        r = rebuild(b, b->pub.uidvalidity, b->pub.uidnext);
+        return r ? r : box_sync(b, depth + 1);
+    }
+    tail_ctx c = { b, 0, 0, 0 };
+    int garbage;
+    r = st_scan_mbox(b->mbox, b->mbox_end, ms.size, tail_cb, &c, &garbage);
+    if (r < 0) {
+        return r;
+    }
+    if (c.err) {
+        return c.err;
+    }
+    if (c.n == 0 || c.trim) {
+        /* trim only what is not indexed */
+        r = st_vtruncate(b->mbox, b->mbox_end);
+        b->dirty_mbox = 1;
+        return r;
+    }
+    b->pub.change++;
+    /* clients will see these UIDs now: make them durable at once */
+    r = st_vsync(b->mbox);
+    if (!r) {
+        r = st_log_add(b, REC_MARK, NULL, 0);
+    }
+    if (!r) {
+        r = st_vsync(b->log);
+    }
+    if (!r) {
+        b->dirty_log = 0;
+    }
+    return r;
+}
+
+/* Catch up with the files. Lock held. */
+static int box_sync(stbox *b, int depth)
+{
+    const st_vfs *v = b->s->vfs;
+    st_stat ls;
+    int r = v->stat(v, b->log_path, &ls);
+    if (r == ST_ENOENT || (!r && (!b->log || ls.ino != b->log_ino || ls.size < b->log_end))) {
+        r = full_load(b, depth);
+    } else if (!r && ls.size > b->log_end) {
+        uint64_t good, trim;
+        r = replay(b, b->log, b->mbox, b->log_end, ls.size, &good, &trim);
+        if (r > 0) {
+            b->pub.change++;
+        }
+        if (r >= 0) {
+            r = 0;
+            b->log_end = good;
+            if (good < ls.size) {
+                r = st_vtruncate(b->log, good);
+            }
+            if (!r && trim != UINT64_MAX) {
+                r = st_vtruncate(b->mbox, trim);
+                b->dirty_mbox = 1;
+            }
+        }
+    }
+    if (r) {
+        return r;
+    }
+    return mbox_tail(b, depth);
+}
+
+/* ---------------- locking ---------------- */
+
+int st_box_lock(stbox *b)
+{
+    const st_vfs *v = b->s->vfs;
+    int r;
+    if (b->pub.deleted) {
+        return ST_ENOENT;
+    }
+    if (b->locked++) {
+        return 0;
+    }
+    for (;;) {
+        unsigned waited = 0;
+        while ((r = st_vlock(b->mbox, ST_LOCK_EX, 0)) == ST_EBUSY && waited < ST_LOCK_WAIT_MS) {
+            st_sleep_ms(1);
+            waited++;
+        }
+        if (r) {
+            b->locked = 0;
+            return r;
+        }
+        st_stat ms;
+        r = v->stat(v, b->mbox_path, &ms);
+        if (r == 0 && ms.ino == b->mbox_ino) {
+            break;
+        }
+        st_vlock(b->mbox, ST_LOCK_UN, 0);
+        if (r) {
+            b->locked = 0;
+            if (r == ST_ENOENT) {
+                b->pub.deleted = 1;
+            }
+            return r;
+        }
+        /* replaced under us (compaction elsewhere): follow the new file */
+        st_file *nf;
+        if ((r = v->open(v, b->mbox_path, ST_O_WRITE, &nf)) != 0) {
+            b->locked = 0;
+            return r;
+        }
+        st_vclose(b->mbox);
+        b->mbox = nf;
+        b->mbox_ino = ms.ino;
+    }
+    r = box_sync(b, 0);
+    if (r) {
+        st_box_unlock(b);
+    }
+    return r;
+}
+
+void st_box_unlock(stbox *b)
+{
+    if (b->locked > 0 && --b->locked == 0) {
+        st_vlock(b->mbox, ST_LOCK_UN, 0);
+    }
+}
+
+/* ---------------- public ---------------- */
+
+stbox *st_find_open(st_store *s, const char *user, const char *name)
+{
+    for (stbox *b = s->boxes; b; b = b->next) {
+        if (!b->pub.deleted && strcmp(b->pub.user, user) == 0 && strcmp(b->pub.name, name) == 0) {
+            return b;
+        }
+    }
+    return NULL;
+}
+
+/* The mailbox went away (deleted, renamed): open handles see `deleted`. */
+void st_mark_gone(st_store *s, const char *user, const char *name)
+{
+    stbox *b = st_find_open(s, user, name);
+    if (b) {
+        b->pub.deleted = 1;
+        b->pub.change++;
+    }
+}
+
+static void box_destroy(stbox *b)
+{
+    box_free_index(b);
+    st_vclose(b->mbox);
+    st_vclose(b->log);
+    free(b->dir);
+    free(b->mbox_path);
+    free(b->log_path);
+    free(b->pub.name);
+    free(b->pub.user);
+    free(b);
+}
+
+int st_box_open(st_store *s, const char *user, const char *name, st_box **out)
+{
+    const st_vfs *v = s->vfs;
+    stbox *b = st_find_open(s, user, name);
+    st_stat ms;
+    int r;
+    *out = NULL;
+    if (b) {
+        b->refs++;
+        *out = &b->pub;
+        return 0;
+    }
+    b = calloc(1, sizeof *b);
+    if (!b) {
+        return ST_ENOMEM;
+    }
+    index_init(b);
+    b->s = s;
+    b->refs = 1;
+    b->pub.name = st_strdup(name);
+    b->pub.user = st_strdup(user);
+    r = b->pub.name && b->pub.user ? 0 : ST_ENOMEM;
+    if (!r) {
+        r = st_box_paths(s, user, name, &b->dir, &b->mbox_path, &b->log_path);
+    }
+    if (!r && strcmp(name, "INBOX") == 0) {
+        r = st_inbox_heal(s, user);
+    }
+    if (!r) {
+        r = v->open(v, b->mbox_path, ST_O_WRITE, &b->mbox);
+    }
+    if (!r) {
+        r = st_vfstat(b->mbox, &ms);
+    }
+    if (!r) {
+        b->mbox_ino = ms.ino;
+        r = st_box_lock(b);
+    }
+    if (r) {
+        box_destroy(b);
+        return r;
+    }
+    st_box_unlock(b);
+    b->next = s->boxes;
+    s->boxes = b;
+    *out = &b->pub;
+    return 0;
+}
+
+void st_box_close(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    if (!b || --b->refs > 0) {
+        return;
+    }
+    if (b->dirty_log || b->dirty_mbox) {
+        st_box_commit(bx);
+    }
+    for (stbox **pp = &b->s->boxes; *pp; pp = &(*pp)->next) {
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    }
+    box_destroy(b);
+}
+
+void st_box_free_all(st_store *s)
+{
+    while (s->boxes) {
+        stbox *b = s->boxes;
+        s->boxes = b->next;
+        box_destroy(b);
+    }
+}
+
+int st_box_refresh(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    const st_vfs *v = b->s->vfs;
+    st_stat ls, ms;
+    if (b->pub.deleted) {
+        return 0;
+    }
+    /* the cheap path: both files exactly as we left them */
+    int r1 = v->stat(v, b->log_path, &ls);
+    int r2 = v->stat(v, b->mbox_path, &ms);
+    if (!r1 && !r2 && ls.ino == b->log_ino && ls.size == b->log_end &&
+        ms.ino == b->mbox_ino && ms.size == b->mbox_end) {
+        return 0;
+    }
+    if (r2 == ST_ENOENT) {
+        b->pub.deleted = 1;
+        b->pub.change++;
+        return 1;
+    }
+    uint64_t before = b->pub.change;
+    int r = st_box_lock(b);
+    if (r == ST_EBUSY) {
+        return 0; /* someone is writing; look again next turn */
+    }
+    if (r == ST_ENOENT) {
+        return 1;
+    }
+    if (r) {
+        return r;
+    }
+    st_box_unlock(b);
+    return b->pub.change != before;
+}
+
+uint64_t st_ckpt_min = ST_LOG_CKPT_MIN;
+
+static uint64_t snapshot_estimate(const st_box *bx)
+{
+    uint64_t live = 0;
+    for (uint32_t i = 0; i < bx->count; i++) {
+        live += !(bx->msg[i].flags & ST_F_EXPUNGED);
+    }
+    return 64 + (uint64_t)bx->nkw * (ST_KW_NAME_MAX / 4 + REC_OVERHEAD) + live * (54 + REC_OVERHEAD);
+}
+
+int st_box_commit(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    int r;
+    if (!b->dirty_log && !b->dirty_mbox) {
+        return 0;
+    }
+    if (b->pub.deleted) {
+        return ST_ENOENT;
+    }
+    if ((r = st_box_lock(b)) != 0) {
+        return r;
+    }
+    /* The mbox first: the MARK vouches for every byte the log points to,
+     * including other processes' (so always, even for a flag change). */
+    r = st_vsync(b->mbox);
+    if (!r) {
+        r = st_log_add(b, REC_MARK, NULL, 0);
+    }
+    if (!r) {
+        r = st_vsync(b->log);
+    }
+    if (!r) {
+        b->dirty_log = b->dirty_mbox = 0;
+        uint64_t est = snapshot_estimate(bx);
+        if (b->log_end > st_ckpt_min && b->log_end > 2 * est) {
+            /* checkpoint: replay stays short. Failure is harmless (the old
+             * log is intact), so it is not reported. */
+            uint64_t size;
+            if (st_log_write_snapshot(b->s, b->dir, b->log_path, bx->uidvalidity, bx,
+                                      b->mbox_end, &size) == 0) {
+                const st_vfs *v = b->s->vfs;
+                st_file *nl;
+                st_stat ls;
+                if (v->open(v, b->log_path, ST_O_WRITE, &nl) == 0) {
+                    if (st_vfstat(nl, &ls) == 0) {
+                        st_vclose(b->log);
+                        b->log = nl;
+                        b->log_ino = ls.ino;
+                        b->log_end = ls.size;
+                        b->ckpt_size = ls.size;
+                    } else {
+                        st_vclose(nl);
+                    }
+                }
+            }
+        }
+    }
+    st_box_unlock(b);
+    return r;
+}
+
+void st_box_purge(st_box *bx)
+{
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < bx->count; i++) {
+        if (!(bx->msg[i].flags & ST_F_EXPUNGED)) {
+            bx->msg[j++] = bx->msg[i];
+        }
+    }
+    if (j != bx->count) {
+        bx->count = j;
+        bx->change++;
+    }
+}
+
+int st_box_set_recent(st_box *bx, uint32_t uid)
+{
+    stbox *b = (stbox *)bx;
+    uint8_t p[4];
+    int r;
+    if (uid <= bx->recent_uid) {
+        return 0;
+    }
+    if ((r = st_box_lock(b)) != 0) {
+        return r;
+    }
+    if (uid > bx->recent_uid) {
+        st_put32(p, uid);
+        r = st_log_add(b, REC_RECENT, p, 4);
+        if (!r) {
+            bx->recent_uid = uid;
+        }
+    }
+    st_box_unlock(b);
+    return r;
+}
+
+int st_set_flags(st_box *bx, uint32_t idx, uint8_t flags, uint64_t kw)
+{
+    stbox *b = (stbox *)bx;
+    uint8_t p[21];
+    int r;
+    if (idx >= bx->count) {
+        return ST_EINVAL;
+    }
+    flags &= ST_F_SYSMASK;
+    if (bx->nkw < 64) {
+        kw &= ((uint64_t)1 << bx->nkw) - 1;
+    }
+    if ((r = st_box_lock(b)) != 0) {
+        return r;
+    }
+    st_msg *m = &bx->msg[idx];
+    if ((m->flags & ST_F_EXPUNGED) || ((m->flags & ST_F_SYSMASK) == flags && m->kw == kw)) {
+        st_box_unlock(b);
+        return 0;
+    }
+    uint64_t ms = bx->highestmodseq + 1;
+    st_put32(p, m->uid);
+    p[4] = flags;
+    st_put64(p + 5, kw);
+    st_put64(p + 13, ms);
+    r = st_log_add(b, REC_FLAGS, p, sizeof p);
+    if (!r) {
+        m->flags = flags;
+        m->kw = kw;
+        m->modseq = ms;
+        bx->highestmodseq = ms;
+        bx->change++;
+    }
+    st_box_unlock(b);
+    return r;
+}
+
+int st_expunge(st_box *bx, uint32_t idx)
+{
+    stbox *b = (stbox *)bx;
+    uint8_t p[12];
+    int r;
+    if (idx >= bx->count) {
+        return ST_EINVAL;
+    }
+    if ((r = st_box_lock(b)) != 0) {
+        return r;
+    }
+    st_msg *m = &bx->msg[idx];
+    if (m->flags & ST_F_EXPUNGED) {
+        st_box_unlock(b);
+        return 0;
+    }
+    uint64_t ms = bx->highestmodseq + 1;
+    st_put32(p, m->uid);
+    st_put64(p + 4, ms);
+    r = st_log_add(b, REC_EXPUNGE, p, sizeof p);
+    if (!r) {
+        m->flags |= ST_F_EXPUNGED;
+        m->modseq = ms;
+        bx->highestmodseq = ms;
+        b->dead_bytes += m->dlen;
+        bx->change++;
+    }
+    st_box_unlock(b);
+    return r;
+}
+
+/* Add a keyword; the lock is held and the name is known to be new. */
+static int keyword_add_locked(stbox *b, const char *name, size_t len)
+{
+    st_box *bx = &b->pub;
+    uint8_t p[ST_KW_NAME_MAX + 1];
+    if (len == 0 || len > ST_KW_NAME_MAX) {
+        return ST_EINVAL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c <= ' ' || c >= 127) {
+            return ST_EINVAL; /* would break X-Keywords */
+        }
+    }
+    if (bx->nkw >= CONFIG_MAX_KEYWORDS) {
+        return ST_EFULL;
+    }
+    char *n = malloc(len + 1);
+    if (!n) {
+        return ST_ENOMEM;
+    }
+    memcpy(n, name, len);
+    n[len] = 0;
+    p[0] = (uint8_t)bx->nkw;
+    memcpy(p + 1, name, len);
+    int r = st_log_add(b, REC_KEYWORD, p, len + 1);
+    if (r) {
+        free(n);
+        return r;
+    }
+    bx->kw[bx->nkw] = n;
+    bx->change++;
+    return (int)bx->nkw++;
+}
+
+int st_keyword(st_box *bx, const char *name, size_t len, int create)
+{
+    stbox *b = (stbox *)bx;
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < bx->nkw; i++) {
+            if (strlen(bx->kw[i]) == len && strncasecmp(bx->kw[i], name, len) == 0) {
+                if (pass == 1) {
+                    st_box_unlock(b);
+                }
+                return (int)i;
+            }
+        }
+        if (!create) {
+            return ST_ENOENT;
+        }
+        if (pass == 0) {
+            /* another process may have added it: look again under the lock */
+            int r = st_box_lock(b);
+            if (r) {
+                return r;
+            }
+        }
+    }
+    int r = keyword_add_locked(b, name, len);
+    st_box_unlock(b);
+    return r;
+}

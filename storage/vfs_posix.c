@@ -1,0 +1,328 @@
+/*
+ * vfs_posix.c -- the file-ops table over POSIX calls.
+ *
+ * Locks are Linux open-file-description locks (F_OFD_SETLK): they conflict
+ * with classic fcntl() locks, which procmail, mutt and Dovecot's mbox driver
+ * take, and unlike classic fcntl locks they belong to the open file, so two
+ * opens in one process exclude each other (the unit tests rely on that) and
+ * closing some other descriptor of the file does not drop them. Where OFD
+ * locks are missing (old kernels, non-Linux) we fall back to flock().
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "vfs.h"
+
+typedef struct pfile {
+    st_file base;
+    int fd;
+} pfile;
+
+static st_vfs_counters posix_cnt;
+
+int st_errno_code(int err)
+{
+    switch (err) {
+    case ENOENT: case ENOTDIR: return ST_ENOENT;
+    case EEXIST: case ENOTEMPTY: return ST_EEXIST;
+    case ENOSPC: return ST_ENOSPC;
+#ifdef EDQUOT
+    case EDQUOT: return ST_EQUOTA;
+#endif
+    case ENOMEM: return ST_ENOMEM;
+    case EINVAL: case ENAMETOOLONG: return ST_EINVAL;
+    case EFBIG: return ST_ETOOBIG;
+    case EACCES: case EPERM: case EROFS: return ST_EPERM;
+    case EAGAIN: return ST_EBUSY;
+    default: return ST_EIO;
+    }
+}
+
+int st_vread_full(st_file *f, void *buf, size_t n, uint64_t off)
+{
+    long r = st_vpread(f, buf, n, off);
+    if (r < 0) {
+        return (int)r;
+    }
+    return (size_t)r == n ? 0 : ST_EIO;
+}
+
+static int p_open(const st_vfs *v, const char *path, int flags, st_file **out)
+{
+    int of = O_CLOEXEC | ((flags & ST_O_WRITE) ? O_RDWR : O_RDONLY);
+    if (flags & ST_O_CREATE) {
+        of |= O_CREAT;
+    }
+    if (flags & ST_O_EXCL) {
+        of |= O_EXCL;
+    }
+    if (flags & ST_O_TRUNC) {
+        of |= O_TRUNC;
+    }
+    int fd;
+    do {
+        fd = open(path, of, 0600);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        return st_errno_code(errno);
+    }
+    pfile *p = malloc(sizeof *p);
+    if (!p) {
+        close(fd);
+        return ST_ENOMEM;
+    }
+    p->base.vfs = v;
+    p->fd = fd;
+    *out = &p->base;
+    return 0;
+}
+
+static int p_close(st_file *f)
+{
+    pfile *p = (pfile *)f;
+    int r = close(p->fd);
+    free(p);
+    return r < 0 && errno != EINTR ? st_errno_code(errno) : 0;
+}
+
+static long p_pread(st_file *f, void *buf, size_t n, uint64_t off)
+{
+    pfile *p = (pfile *)f;
+    size_t got = 0;
+    posix_cnt.reads++;
+    while (got < n) {
+        ssize_t r = pread(p->fd, (char *)buf + got, n - got, (off_t)(off + got));
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return st_errno_code(errno);
+        }
+        if (r == 0) {
+            break;
+        }
+        got += (size_t)r;
+    }
+    posix_cnt.bytes_read += got;
+    return (long)got;
+}
+
+static int p_pwrite(st_file *f, const void *buf, size_t n, uint64_t off)
+{
+    pfile *p = (pfile *)f;
+    size_t put = 0;
+    posix_cnt.writes++;
+    posix_cnt.bytes_written += n;
+    while (put < n) {
+        ssize_t r = pwrite(p->fd, (const char *)buf + put, n - put, (off_t)(off + put));
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return st_errno_code(errno);
+        }
+        put += (size_t)r;
+    }
+    return 0;
+}
+
+static int p_truncate(st_file *f, uint64_t size)
+{
+    pfile *p = (pfile *)f;
+    if (ftruncate(p->fd, (off_t)size) < 0) {
+        return st_errno_code(errno);
+    }
+    return 0;
+}
+
+static int p_sync(st_file *f)
+{
+    pfile *p = (pfile *)f;
+    posix_cnt.syncs++;
+    /* fdatasync is enough: we only care about size and contents, and a
+     * size change makes fdatasync flush the inode too. */
+    if (fdatasync(p->fd) < 0) {
+        return st_errno_code(errno);
+    }
+    return 0;
+}
+
+static void fill_stat(const struct stat *s, st_stat *st)
+{
+    st->size = (uint64_t)s->st_size;
+    st->ino = (uint64_t)s->st_ino;
+    st->dev = (uint64_t)s->st_dev;
+    st->mtime = (int64_t)s->st_mtime;
+    st->isdir = S_ISDIR(s->st_mode) ? 1 : 0;
+}
+
+static int p_fstat(st_file *f, st_stat *st)
+{
+    pfile *p = (pfile *)f;
+    struct stat s;
+    if (fstat(p->fd, &s) < 0) {
+        return st_errno_code(errno);
+    }
+    fill_stat(&s, st);
+    return 0;
+}
+
+static int p_lock(st_file *f, int how, int wait)
+{
+    pfile *p = (pfile *)f;
+#ifdef F_OFD_SETLK
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = how == ST_LOCK_EX ? F_WRLCK : how == ST_LOCK_SH ? F_RDLCK : F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 0; /* the whole file, as mbox lockers expect */
+    for (;;) {
+        if (fcntl(p->fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0) {
+            return 0;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EACCES) {
+            return ST_EBUSY;
+        }
+        if (errno != EINVAL) {
+            return st_errno_code(errno);
+        }
+        break; /* no OFD locks here: use flock */
+    }
+#endif
+    int op = how == ST_LOCK_EX ? LOCK_EX : how == ST_LOCK_SH ? LOCK_SH : LOCK_UN;
+    if (!wait) {
+        op |= LOCK_NB;
+    }
+    while (flock(p->fd, op) < 0) {
+        if (errno == EINTR) {
+            continue;
+        }
+        return errno == EWOULDBLOCK ? ST_EBUSY : st_errno_code(errno);
+    }
+    return 0;
+}
+
+static int p_stat(const st_vfs *v, const char *path, st_stat *st)
+{
+    struct stat s;
+    if (stat(path, &s) < 0) {
+        return st_errno_code(errno);
+    }
+    fill_stat(&s, st);
+    return 0;
+}
+
+static int p_rename(const st_vfs *v, const char *from, const char *to)
+{
+    if (rename(from, to) < 0) {
+        return st_errno_code(errno);
+    }
+    return 0;
+}
+
+static int p_remove(const st_vfs *v, const char *path)
+{
+    if (unlink(path) < 0) {
+        return st_errno_code(errno);
+    }
+    return 0;
+}
+
+static int p_mkdir(const st_vfs *v, const char *path)
+{
+    if (mkdir(path, 0700) < 0) {
+        return st_errno_code(errno);
+    }
+    return 0;
+}
+
+static int p_rmdir(const st_vfs *v, const char *path)
+{
+    if (rmdir(path) < 0) {
+        return st_errno_code(errno);
+    }
+    return 0;
+}
+
+static int p_list(const st_vfs *v, const char *dir,
+                  int (*cb)(void *ctx, const char *name), void *ctx)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        return st_errno_code(errno);
+    }
+    int r = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        r = cb(ctx, e->d_name);
+        if (r) {
+            break;
+        }
+    }
+    closedir(d);
+    return r;
+}
+
+static int p_sync_dir(const st_vfs *v, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return st_errno_code(errno);
+    }
+    posix_cnt.syncs++;
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    /* Some file systems cannot fsync a directory; that is not an error. */
+    if (r < 0 && e != EINVAL && e != EBADF) {
+        return st_errno_code(e);
+    }
+    return 0;
+}
+
+static const st_vfs posix_vfs = {
+    .name = "posix",
+    .ctx = NULL,
+    .cnt = &posix_cnt,
+    .open = p_open,
+    .close = p_close,
+    .pread = p_pread,
+    .pwrite = p_pwrite,
+    .truncate = p_truncate,
+    .sync = p_sync,
+    .fstat = p_fstat,
+    .lock = p_lock,
+    .stat = p_stat,
+    .rename = p_rename,
+    .remove = p_remove,
+    .mkdir = p_mkdir,
+    .rmdir = p_rmdir,
+    .list = p_list,
+    .sync_dir = p_sync_dir,
+};
+
+const st_vfs *st_vfs_posix(void)
+{
+    return &posix_vfs;
+}
+
+st_vfs_counters *st_vfs_posix_counters(void)
+{
+    return &posix_cnt;
+}

@@ -1,0 +1,572 @@
+/* test_store.c -- the mail store against storage/store.h, on a temp dir. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "store.h"
+#include "vfs.h"
+#include "unit.h"
+
+static char root[256];
+
+static char *path_of(const char *user, const char *file)
+{
+    static char p[1024];
+    snprintf(p, sizeof p, "%s/%s/%s", root, user, file);
+    return p;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t got = fread(b, 1, (size_t)n, f);
+    b[got] = 0;
+    fclose(f);
+    if (len) {
+        *len = got;
+    }
+    return b;
+}
+
+static void append_file(const char *path, const char *data)
+{
+    FILE *f = fopen(path, "ab");
+    fputs(data, f);
+    fclose(f);
+}
+
+/* Append in slices of `slice` bytes; returns the UID or 0. */
+static uint32_t put_msg(st_box *b, const char *data, size_t len, uint8_t flags, uint64_t kw, size_t slice)
+{
+    st_append *a;
+    uint32_t uid = 0;
+    if (st_append_begin(b, 1700000000, 60, flags, kw, len, &a)) {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i += slice) {
+        size_t k = len - i < slice ? len - i : slice;
+        if (st_append_data(a, data + i, k)) {
+            st_append_abort(a);
+            return 0;
+        }
+    }
+    if (st_append_end(a, &uid)) {
+        return 0;
+    }
+    return st_box_commit(b) ? 0 : uid;
+}
+
+/* The wire form of message idx, read in slices of `slice`. */
+static char *get_msg(st_box *b, uint32_t idx, size_t slice, size_t *len)
+{
+    st_reader r;
+    size_t cap = 1024, n = 0;
+    char *out = malloc(cap);
+    if (st_reader_open(&r, b, idx)) {
+        free(out);
+        return NULL;
+    }
+    for (;;) {
+        if (n + slice + 1 > cap) {
+            cap = (n + slice + 1) * 2;
+            out = realloc(out, cap);
+        }
+        long k = st_reader_read(&r, out + n, slice);
+        if (k < 0) {
+            free(out);
+            st_reader_close(&r);
+            return NULL;
+        }
+        if (k == 0) {
+            break;
+        }
+        n += (size_t)k;
+    }
+    st_reader_close(&r);
+    out[n] = 0;
+    *len = n;
+    return out;
+}
+
+static int same_msg(st_box *b, uint32_t idx, const char *want, size_t wlen, size_t slice)
+{
+    size_t n;
+    char *got = get_msg(b, idx, slice, &n);
+    int ok = got && n == wlen && memcmp(got, want, n) == 0 && b->msg[idx].size == wlen;
+    if (!ok) {
+        fprintf(stderr, "message %u (slice %zu): got %zu bytes, want %zu, size %u\n",
+                idx, slice, got ? n : 0, wlen, b->msg[idx].size);
+    }
+    free(got);
+    return ok;
+}
+
+static void collect(void *ctx, const char *name)
+{
+    char *buf = ctx;
+    strcat(buf, name);
+    strcat(buf, ";");
+}
+
+static int has_name(const char *list, const char *name)
+{
+    char pat[300];
+    snprintf(pat, sizeof pat, ";%s;", name);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, ";%s", list);
+    return strstr(tmp, pat) != NULL;
+}
+
+static void test_basic(void)
+{
+    st_store *s;
+    st_box *b, *b2;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "alice"), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "alice"), 0);
+    CHECK_EQ_INT(st_mailbox_exists(s, "alice", "INBOX"), 1);
+    CHECK_EQ_INT(st_mailbox_create(s, "alice", "Work"), 0);
+    CHECK_EQ_INT(st_mailbox_create(s, "alice", "Work"), ST_EEXIST);
+    CHECK_EQ_INT(st_mailbox_create(s, "alice", ".hidden/../x%"), 0);
+    CHECK_EQ_INT(st_mailbox_exists(s, "alice", ".hidden/../x%"), 1);
+    CHECK(access(path_of("alice", "%2Ehidden%2F..%2Fx%25"), F_OK) == 0);
+
+    CHECK_EQ_INT(st_box_open(s, "alice", "Work", &b), 0);
+    CHECK_EQ_INT(st_box_open(s, "alice", "Work", &b2), 0);
+    CHECK(b == b2);
+    st_box_close(b2);
+    CHECK_EQ_INT(b->count, 0);
+    CHECK_EQ_INT(b->uidnext, 1);
+    CHECK(b->uidvalidity > 0);
+    uint32_t uidv = b->uidvalidity;
+
+    const char m1[] = "Subject: one\r\nFrom: a@b\r\n\r\nHello\r\n";
+    uint32_t u1 = put_msg(b, m1, sizeof m1 - 1, 0, 0, 5);
+    CHECK_EQ_INT(u1, 1);
+    CHECK_EQ_INT(b->count, 1);
+    CHECK(same_msg(b, 0, m1, sizeof m1 - 1, 3));
+    CHECK(same_msg(b, 0, m1, sizeof m1 - 1, 1));
+
+    /* 5 MB with long lines, "From " lines and quoted lines; spooled */
+    size_t big = 5u * 1024 * 1024;
+    char *m2 = malloc(big);
+    size_t o = 0;
+    o += (size_t)sprintf(m2, "Subject: big\r\n\r\n");
+    for (unsigned i = 0; o + 200 < big; i++) {
+        if (i % 7 == 0) {
+            o += (size_t)sprintf(m2 + o, "From line %u\r\n", i);
+        } else if (i % 11 == 0) {
+            o += (size_t)sprintf(m2 + o, ">>From quoted %u\r\n", i);
+        } else {
+            memset(m2 + o, 'a' + (char)(i % 26), 150);
+            o += 150;
+            m2[o++] = '\r';
+            m2[o++] = '\n';
+        }
+    }
+    uint32_t u2 = put_msg(b, m2, o, ST_F_SEEN, 0, 65536 + 17);
+    CHECK_EQ_INT(u2, 2);
+    CHECK(same_msg(b, 1, m2, o, 16384));
+    CHECK(same_msg(b, 1, m2, o, 4093));
+
+    /* flags and keywords */
+    int k1 = st_keyword(b, "$Junk", 5, 1);
+    int k2 = st_keyword(b, "work", 4, 1);
+    CHECK_EQ_INT(k1, 0);
+    CHECK_EQ_INT(k2, 1);
+    CHECK_EQ_INT(st_keyword(b, "WORK", 4, 0), 1);
+    CHECK_EQ_INT(st_keyword(b, "nope", 4, 0), ST_ENOENT);
+    uint64_t ms = b->highestmodseq;
+    CHECK_EQ_INT(st_set_flags(b, 0, ST_F_FLAGGED | ST_F_ANSWERED, 1u << k2), 0);
+    CHECK(b->highestmodseq == ms + 1);
+    CHECK(b->msg[0].modseq == ms + 1);
+    CHECK_EQ_INT(st_set_flags(b, 0, ST_F_FLAGGED | ST_F_ANSWERED, 1u << k2), 0);
+    CHECK(b->highestmodseq == ms + 1); /* no-op writes nothing */
+    uint32_t u3 = put_msg(b, "x\r\n", 3, ST_F_DRAFT, 3, 1);
+    CHECK_EQ_INT(u3, 3);
+    CHECK_EQ_INT(st_expunge(b, 1), 0);
+    CHECK(b->msg[1].flags & ST_F_EXPUNGED);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_box_purge(b);
+    CHECK_EQ_INT(b->count, 2);
+    CHECK_EQ_INT(b->msg[1].uid, 3);
+    CHECK_EQ_INT(st_box_set_recent(b, 4), 0);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_box_close(b);
+    st_store_close(s);
+
+    /* reopen: the same UIDs, UIDVALIDITY, flags, keywords */
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "alice", "Work", &b), 0);
+    CHECK_EQ_INT(b->uidvalidity, uidv);
+    CHECK_EQ_INT(b->count, 2);
+    CHECK_EQ_INT(b->uidnext, 4);
+    CHECK_EQ_INT(b->recent_uid, 4);
+    CHECK_EQ_INT(b->msg[0].uid, 1);
+    CHECK_EQ_INT(b->msg[1].uid, 3);
+    CHECK_EQ_INT(b->msg[0].flags, ST_F_FLAGGED | ST_F_ANSWERED);
+    CHECK(b->msg[0].kw == 2);
+    CHECK_EQ_INT(b->msg[1].flags, ST_F_DRAFT);
+    CHECK(b->msg[1].kw == 3);
+    CHECK_EQ_INT(b->nkw, 2);
+    CHECK_EQ_STR(b->kw[0], "$Junk");
+    CHECK_EQ_INT(b->msg[0].idate, 1700000000);
+    CHECK_EQ_INT(b->msg[0].tz, 60);
+    CHECK(same_msg(b, 0, m1, sizeof m1 - 1, 100));
+    CHECK(b->highestmodseq >= 5);
+
+    /* copy, into another mailbox and into itself */
+    st_box *inbox;
+    uint32_t nu;
+    CHECK_EQ_INT(st_box_open(s, "alice", "INBOX", &inbox), 0);
+    CHECK_EQ_INT(st_copy(b, 0, inbox, &nu), 0);
+    CHECK_EQ_INT(nu, 1);
+    CHECK_EQ_INT(inbox->count, 1);
+    CHECK_EQ_INT(inbox->msg[0].flags, ST_F_FLAGGED | ST_F_ANSWERED);
+    CHECK_EQ_INT(inbox->nkw, 1);
+    CHECK_EQ_STR(inbox->kw[0], "work");
+    CHECK(inbox->msg[0].kw == 1);
+    CHECK(inbox->msg[0].idate == 1700000000);
+    CHECK(same_msg(inbox, 0, m1, sizeof m1 - 1, 7));
+    CHECK_EQ_INT(st_copy(b, 0, b, &nu), 0);
+    CHECK_EQ_INT(nu, 4);
+    CHECK(same_msg(b, 2, m1, sizeof m1 - 1, 7));
+    CHECK_EQ_INT(st_box_commit(inbox), 0);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_box_close(inbox);
+    free(m2);
+
+    /* the mbox alone says the flags, for other tools */
+    char *mb = read_file(path_of("alice", "Work"), NULL);
+    const char head[] = "From MAILER-DAEMON Tue Nov 14 22:13:20 2023\nX-UID: 1\nStatus: \nX-Status: \nX-Keywords:\nSubject: one\n";
+    CHECK(mb && strncmp(mb, head, sizeof head - 1) == 0);
+    CHECK(mb && strstr(mb, "X-UID: 3\nStatus: \nX-Status: T\nX-Keywords: $Junk work\nx\n\n"));
+    free(mb);
+    st_box_close(b);
+    st_store_close(s);
+}
+
+static void test_quoting(void)
+{
+    st_store *s;
+    st_box *b;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_mailbox_create(s, "alice", "Q"), 0);
+    CHECK_EQ_INT(st_box_open(s, "alice", "Q", &b), 0);
+    const char q1[] = "From x\r\n>From y\r\n>>From z\r\n>Fro\r\nFromage\r\n>\r\nno newline at end";
+    const char q2[] = "From x";            /* all of it a quoted line, no LF */
+    const char q3[] = ">From";             /* not "From " */
+    const char q4[] = "a\nb\n\nFrom c\n";  /* bare LFs: come back as CRLF */
+    const char q4w[] = "a\r\nb\r\n\r\nFrom c\r\n";
+    const char q5[] = "a\rb\r\r\nc\r";     /* lone CRs stay */
+    const char q6[] = "";
+    const char *in[] = { q1, q2, q3, q4, q5, q6 };
+    const char *want[] = { q1, q2, q3, q4w, q5, q6 };
+    for (int i = 0; i < 6; i++) {
+        for (size_t slice = 1; slice <= 4096; slice = slice * 3 + 1) {
+            uint32_t before = b->count;
+            CHECK(put_msg(b, in[i], strlen(in[i]), 0, 0, slice) > 0);
+            CHECK_EQ_INT(b->count, before + 1);
+            for (size_t rs = 1; rs < 40; rs += 2) {
+                CHECK(same_msg(b, b->count - 1, want[i], strlen(want[i]), rs));
+            }
+        }
+    }
+    char *mb = read_file(path_of("alice", "Q"), NULL);
+    CHECK(mb && strstr(mb, "\n>From x\n>>From y\n>>>From z\n>Fro\nFromage\n>\nno newline at end\n\n"));
+    /* every separator line of the file is one of ours */
+    int seps = 0;
+    for (char *p = mb; p && (p = strstr(p, "From ")) != NULL; p++) {
+        if (p == mb || p[-1] == '\n') {
+            seps++;
+            CHECK(strncmp(p, "From MAILER-DAEMON ", 19) == 0);
+        }
+    }
+    CHECK_EQ_INT(seps, (int)b->count);
+    free(mb);
+    st_box_close(b);
+    st_store_close(s);
+}
+
+static void test_names(void)
+{
+    st_store *s;
+    st_box *b, *old;
+    char list[4096];
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "bob"), 0);
+    CHECK_EQ_INT(st_mailbox_create(s, "bob", "a"), 0);
+    CHECK_EQ_INT(st_mailbox_create(s, "bob", "a/b"), 0);
+    CHECK_EQ_INT(st_mailbox_create(s, "bob", "a/b/c"), 0);
+    CHECK_EQ_INT(st_mailbox_create(s, "bob", "ab"), 0);
+    CHECK_EQ_INT(st_box_open(s, "bob", "a/b", &old), 0);
+    CHECK(put_msg(old, "m\r\n", 3, ST_F_SEEN, 0, 3) == 1);
+    uint32_t uidv = old->uidvalidity;
+    CHECK_EQ_INT(st_mailbox_rename(s, "bob", "a", "ab"), ST_EEXIST);
+    CHECK_EQ_INT(st_mailbox_rename(s, "bob", "a", "a/x"), ST_EINVAL);
+    CHECK_EQ_INT(st_mailbox_rename(s, "bob", "zz", "yy"), ST_ENOENT);
+    CHECK_EQ_INT(st_mailbox_rename(s, "bob", "a", "z"), 0);
+    CHECK(old->deleted);
+    st_box_close(old);
+    list[0] = 0;
+    CHECK_EQ_INT(st_mailbox_list(s, "bob", collect, list), 0);
+    CHECK(has_name(list, "z") && has_name(list, "z/b") && has_name(list, "z/b/c"));
+    CHECK(has_name(list, "ab") && has_name(list, "INBOX"));
+    CHECK(!has_name(list, "a") && !has_name(list, "a/b"));
+    CHECK_EQ_INT(st_box_open(s, "bob", "z/b", &b), 0);
+    CHECK_EQ_INT(b->count, 1);
+    CHECK_EQ_INT(b->uidvalidity, uidv);
+    CHECK_EQ_INT(b->msg[0].flags, ST_F_SEEN);
+    st_box_close(b);
+
+    /* INBOX: its messages move, INBOX stays, empty, new UIDVALIDITY */
+    CHECK_EQ_INT(st_mailbox_create(s, "bob", "INBOX/kid"), 0);
+    CHECK_EQ_INT(st_box_open(s, "bob", "INBOX", &b), 0);
+    CHECK(put_msg(b, "i1\r\n", 4, 0, 0, 4) == 1);
+    CHECK(put_msg(b, "i2\r\n", 4, 0, 0, 4) == 2);
+    uidv = b->uidvalidity;
+    CHECK_EQ_INT(st_mailbox_rename(s, "bob", "INBOX", "old-in"), 0);
+    CHECK(b->deleted);
+    st_box_close(b);
+    CHECK_EQ_INT(st_box_open(s, "bob", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, 0);
+    CHECK(b->uidvalidity != uidv);
+    st_box_close(b);
+    CHECK_EQ_INT(st_box_open(s, "bob", "old-in", &b), 0);
+    CHECK_EQ_INT(b->count, 2);
+    CHECK_EQ_INT(b->uidvalidity, uidv);
+    st_box_close(b);
+    CHECK_EQ_INT(st_mailbox_exists(s, "bob", "INBOX/kid"), 1);
+
+    /* delete */
+    CHECK_EQ_INT(st_mailbox_delete(s, "bob", "INBOX"), ST_EPERM);
+    CHECK_EQ_INT(st_box_open(s, "bob", "ab", &b), 0);
+    CHECK_EQ_INT(st_mailbox_delete(s, "bob", "ab"), 0);
+    CHECK(b->deleted);
+    CHECK(put_msg(b, "x\r\n", 3, 0, 0, 3) == 0);
+    st_box_close(b);
+    CHECK_EQ_INT(st_mailbox_exists(s, "bob", "ab"), 0);
+    CHECK_EQ_INT(st_mailbox_delete(s, "bob", "ab"), ST_ENOENT);
+    CHECK_EQ_INT(st_box_open(s, "bob", "ab", &b), ST_ENOENT);
+    /* recreate: a new UIDVALIDITY even within the same second */
+    CHECK_EQ_INT(st_mailbox_create(s, "bob", "ab"), 0);
+    CHECK_EQ_INT(st_box_open(s, "bob", "ab", &b), 0);
+    CHECK_EQ_INT(b->count, 0);
+    CHECK(b->uidvalidity > uidv);
+    st_box_close(b);
+
+    /* subscriptions */
+    list[0] = 0;
+    CHECK_EQ_INT(st_subs_list(s, "bob", collect, list), 0);
+    CHECK_EQ_STR(list, "");
+    CHECK_EQ_INT(st_subscribe(s, "bob", "z", 1), 0);
+    CHECK_EQ_INT(st_subscribe(s, "bob", "gone", 1), 0);
+    CHECK_EQ_INT(st_subscribe(s, "bob", "z", 1), 0);
+    CHECK_EQ_INT(st_subscribe(s, "bob", "gone", 0), 0);
+    CHECK_EQ_INT(st_subscribe(s, "bob", "z/b", 1), 0);
+    CHECK_EQ_INT(st_subs_list(s, "bob", collect, list), 0);
+    CHECK_EQ_STR(list, "z;z/b;");
+    st_store_close(s);
+}
+
+static void test_two_processes(void)
+{
+    st_store *s1, *s2;
+    st_box *b1, *b2;
+    CHECK_EQ_INT(st_store_open(&s1, root, NULL), 0);
+    CHECK_EQ_INT(st_store_open(&s2, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s1, "carol"), 0);
+    CHECK_EQ_INT(st_box_open(s1, "carol", "INBOX", &b1), 0);
+    CHECK_EQ_INT(st_box_open(s2, "carol", "INBOX", &b2), 0);
+    CHECK(b1 != b2);
+    CHECK_EQ_INT(st_box_refresh(b1), 0);
+    CHECK(put_msg(b2, "one\r\n", 5, 0, 0, 5) == 1);
+    CHECK(put_msg(b1, "two\r\n", 5, 0, 0, 5) == 2); /* b1 catches up first */
+    CHECK_EQ_INT(b1->count, 2);
+    CHECK(same_msg(b1, 0, "one\r\n", 5, 64));
+    CHECK_EQ_INT(st_box_refresh(b2), 1);
+    CHECK_EQ_INT(b2->count, 2);
+    CHECK(same_msg(b2, 1, "two\r\n", 5, 64));
+    CHECK_EQ_INT(st_box_refresh(b2), 0);
+    int k = st_keyword(b2, "shared", 6, 1);
+    CHECK_EQ_INT(st_set_flags(b2, 0, ST_F_SEEN, 1u << k), 0);
+    CHECK_EQ_INT(st_expunge(b2, 1), 0);
+    CHECK_EQ_INT(st_box_commit(b2), 0);
+    CHECK_EQ_INT(st_box_refresh(b1), 1);
+    CHECK_EQ_INT(b1->msg[0].flags, ST_F_SEEN);
+    CHECK_EQ_INT(b1->nkw, 1);
+    CHECK(b1->msg[0].kw == 1);
+    CHECK(b1->msg[1].flags & ST_F_EXPUNGED);
+    CHECK_EQ_INT(b1->highestmodseq, b2->highestmodseq);
+
+    /* an outside MDA appends plain mboxrd */
+    append_file(path_of("carol", "INBOX"),
+                "From someone@example.org Mon Jan  1 10:00:00 2024\n"
+                "Subject: outside\nStatus: RO\n\nbody\n>From here\n\n"
+                "From other@example.org Mon Jan  1 11:00:00 2024\n"
+                "Subject: second\n\nno blank line after");
+    CHECK_EQ_INT(st_box_refresh(b1), 1);
+    CHECK_EQ_INT(b1->count, 4);
+    CHECK_EQ_INT(b1->msg[2].uid, 3);
+    CHECK_EQ_INT(b1->msg[3].uid, 4);
+    CHECK_EQ_INT(b1->msg[2].flags, ST_F_SEEN);
+    CHECK_EQ_INT(b1->msg[2].idate, 1704103200);
+    const char w3[] = "Subject: outside\r\nStatus: RO\r\n\r\nbody\r\nFrom here\r\n";
+    const char w4[] = "Subject: second\r\n\r\nno blank line after";
+    CHECK(same_msg(b1, 2, w3, sizeof w3 - 1, 5));
+    CHECK(same_msg(b1, 3, w4, sizeof w4 - 1, 5));
+    CHECK_EQ_INT(st_box_refresh(b2), 1);
+    CHECK_EQ_INT(b2->count, 4);
+    CHECK_EQ_INT(b2->msg[3].uid, 4);
+    /* our next append goes after it, separated properly */
+    CHECK(put_msg(b2, "five\r\n", 6, 0, 0, 6) == 5);
+    CHECK(same_msg(b2, 3, w4, sizeof w4 - 1, 5));
+    CHECK(same_msg(b2, 4, "five\r\n", 6, 5));
+    CHECK_EQ_INT(st_box_refresh(b1), 1);
+    CHECK(same_msg(b1, 4, "five\r\n", 6, 5));
+    st_box_close(b1);
+    st_box_close(b2);
+    st_store_close(s1);
+    st_store_close(s2);
+
+    /* and everything is there after a restart */
+    CHECK_EQ_INT(st_store_open(&s1, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s1, "carol", "INBOX", &b1), 0);
+    CHECK_EQ_INT(b1->count, 4);
+    CHECK_EQ_INT(b1->msg[1].uid, 3);
+    CHECK_EQ_INT(b1->uidnext, 6);
+    st_box_close(b1);
+    st_store_close(s1);
+}
+
+static void test_recovery(void)
+{
+    st_store *s;
+    st_box *b;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "dave"), 0);
+    CHECK_EQ_INT(st_box_open(s, "dave", "INBOX", &b), 0);
+    for (int i = 0; i < 5; i++) {
+        char m[64];
+        snprintf(m, sizeof m, "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+        CHECK(put_msg(b, m, strlen(m), i == 2 ? ST_F_SEEN | ST_F_FLAGGED : 0, 0, 9) == (uint32_t)i + 1);
+    }
+    int k = st_keyword(b, "Later", 5, 1);
+    CHECK_EQ_INT(st_set_flags(b, 3, ST_F_DELETED, 1u << k), 0);
+    CHECK_EQ_INT(st_expunge(b, 4), 0);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    uint32_t uidv = b->uidvalidity;
+    st_box_close(b);
+    st_store_close(s);
+
+    /* garbage after the last record: dropped, the rest stands */
+    append_file(path_of("dave", ".INBOX.state"), "\x02\x00\x00\x36garbage that is not a record");
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "dave", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, 4);
+    CHECK_EQ_INT(b->uidvalidity, uidv);
+    CHECK_EQ_INT(b->msg[3].flags, ST_F_DELETED);
+    CHECK(put_msg(b, "six\r\n", 5, 0, 0, 5) == 6);
+    st_box_close(b);
+    st_store_close(s);
+
+    /* our own unlogged write at the mbox tail (writer died before its
+     * record): trimmed, never doubled */
+    size_t before;
+    free(read_file(path_of("dave", "INBOX"), &before));
+    append_file(path_of("dave", "INBOX"),
+                "\nFrom MAILER-DAEMON Mon Jan  1 10:00:00 2024\nX-UID: 7\nStatus: \nX-Status: \nX-Key");
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "dave", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, 5);
+    CHECK_EQ_INT(b->uidnext, 7);
+    size_t after;
+    free(read_file(path_of("dave", "INBOX"), &after));
+    CHECK_EQ_INT(after, before);
+    st_box_close(b);
+    st_store_close(s);
+
+    /* the state log is lost: rebuilt from the mbox, X-UIDs kept; flags as
+     * written at delivery; the expunged message (bytes not yet reclaimed)
+     * comes back */
+    CHECK_EQ_INT(unlink(path_of("dave", ".INBOX.state")), 0);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "dave", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, 6);
+    for (uint32_t i = 0; i < b->count; i++) {
+        CHECK_EQ_INT(b->msg[i].uid, i + 1);
+    }
+    CHECK_EQ_INT(b->uidnext, 7);
+    CHECK_EQ_INT(b->msg[2].flags, ST_F_SEEN | ST_F_FLAGGED);
+    CHECK_EQ_INT(b->msg[0].flags, 0);
+    const char w[] = "Subject: 1\r\n\r\nbody 1\r\n";
+    CHECK(same_msg(b, 1, w, sizeof w - 1, 3));
+    CHECK(b->uidvalidity != 0);
+    CHECK(put_msg(b, "seven\r\n", 7, 0, 0, 7) == 7);
+    st_box_close(b);
+    st_store_close(s);
+
+    /* a log whose header is garbage is treated as lost */
+    FILE *f = fopen(path_of("dave", ".INBOX.state"), "r+b");
+    fputs("XXXX", f);
+    fclose(f);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "dave", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, 7);
+    CHECK_EQ_INT(b->msg[6].uid, 7);
+    st_box_close(b);
+    st_store_close(s);
+
+    /* many flag changes: the log is checkpointed, replay stays short */
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "dave", "INBOX", &b), 0);
+    for (int i = 0; i < 5000; i++) {
+        CHECK_EQ_INT(st_set_flags(b, (uint32_t)i % b->count, (uint8_t)(i & ST_F_SYSMASK), 0), 0);
+        if (i % 50 == 0) {
+            CHECK_EQ_INT(st_box_commit(b), 0);
+        }
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    uint8_t last = b->msg[4999 % b->count].flags;
+    uint64_t hm = b->highestmodseq;
+    st_box_close(b);
+    st_store_close(s);
+    struct stat sb;
+    CHECK(stat(path_of("dave", ".INBOX.state"), &sb) == 0 && sb.st_size < 100000);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "dave", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, 7);
+    CHECK_EQ_INT(b->msg[4999 % 7].flags, last);
+    CHECK(b->highestmodseq == hm);
+    st_box_close(b);
+    st_store_close(s);
+}
+
+int main(void)
+{
+    snprintf(root, sizeof root, "/tmp/test_store.XXXXXX");
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    test_basic();
+    test_quoting();
+    test_names();
+    test_two_processes();
+    test_recovery();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (unit_fail == 0 && system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", root);
+    }
+    return unit_done("test_store");
+}

@@ -1,0 +1,492 @@
+/*
+ * test_store_crash.c -- power cut at every write/sync/rename point of a
+ * scripted workload (vfs_crash), and an error at every file call (vfs_fault).
+ *
+ * A reference run records, after each step, the store as a fresh process
+ * sees it from disk, and how many crash events (or calls) the step took.
+ * Then for every event N: a fresh store, the workload until the power goes
+ * at N, everything closed, the store reopened with the plain vfs, and the
+ * state must equal the reference after the last acknowledged step or after
+ * the step in flight -- nothing acknowledged lost, nothing half there. UIDs
+ * strictly increase, UIDVALIDITY of existing mailboxes is unchanged, and a
+ * new append gets a UID above every UID acknowledged before.
+ *
+ * CRASH_SEEDS=n (env) repeats the crash sweep with n seeds (default 1;
+ * each seed picks other keep/drop/tear fates for the unsynced writes).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <ftw.h>
+#include <sys/stat.h>
+
+#include "st_int.h"
+#include "unit.h"
+
+#define NFLAG 12            /* steps of one flag change each */
+#define NSTEPS (16 + NFLAG)
+#define STATE_MAX (64 * 1024)
+
+static char root[256];
+static int64_t fixed_clock(void) { return 1700000000; }
+
+/* ---- the workload ---- */
+
+static char *big;      /* 200 KB message: spooled */
+static size_t big_len;
+
+static int put(st_box *b, const char *m, size_t n, uint8_t flags, uint64_t kw)
+{
+    st_append *a;
+    uint32_t uid;
+    int r = st_append_begin(b, 1600000000, 0, flags, kw, n, &a);
+    if (r) {
+        return r;
+    }
+    for (size_t i = 0; i < n; i += 1000) {
+        if ((r = st_append_data(a, m + i, n - i < 1000 ? n - i : 1000)) != 0) {
+            st_append_abort(a);
+            return r;
+        }
+    }
+    return st_append_end(a, &uid);
+}
+
+/* Step k (1-based); returns 0 when the step is acknowledged. */
+static int step(st_store *s, const st_vfs *v, int k)
+{
+    st_box *b = NULL, *d = NULL;
+    int r = 0;
+    int kind = k < 12 ? k : k < 12 + NFLAG ? 12 : k - NFLAG + 1;
+    switch (kind) {
+    case 1:
+        return st_user_ensure(s, "u");
+    case 2:
+        return st_mailbox_create(s, "u", "A");
+    case 3:
+    case 4:
+    case 5:
+        if ((r = st_box_open(s, "u", "INBOX", &b)) != 0) {
+            return r;
+        }
+        if (k == 3) {
+            r = put(b, "Subject: 1\r\n\r\nFrom the start\r\n", 31, 0, 0);
+        } else if (k == 4) {
+            r = put(b, big, big_len, ST_F_SEEN, 0);
+        } else {
+            int kw = st_keyword(b, "k1", 2, 1);
+            r = kw < 0 ? kw : put(b, "Subject: 3\r\n\r\n>From quoted", 27, ST_F_ANSWERED, 1u << kw);
+        }
+        break;
+    case 6:
+        if ((r = st_box_open(s, "u", "INBOX", &b)) != 0) {
+            return r;
+        }
+        r = st_set_flags(b, 0, ST_F_FLAGGED | ST_F_SEEN, 0);
+        break;
+    case 7:
+        if ((r = st_box_open(s, "u", "INBOX", &b)) != 0) {
+            return r;
+        }
+        r = st_expunge(b, 1);
+        break;
+    case 8: {
+        uint32_t nu;
+        if ((r = st_box_open(s, "u", "INBOX", &b)) != 0) {
+            return r;
+        }
+        if ((r = st_box_open(s, "u", "A", &d)) != 0) {
+            break;
+        }
+        r = st_copy(b, 1, d, &nu); /* msg 2 was expunged and purged */
+        if (!r) {
+            r = st_box_commit(d);
+        }
+        break;
+    }
+    case 9:
+        if ((r = st_box_open(s, "u", "A", &b)) != 0) {
+            return r;
+        }
+        r = put(b, "Subject: 4\r\n\r\nin A\r\n", 20, ST_F_DRAFT, 0);
+        break;
+    case 10:
+        return st_mailbox_rename(s, "u", "A", "B");
+    case 11: {
+        /* another process (deliver) appends to INBOX */
+        st_store *s2;
+        if ((r = st_store_open(&s2, root, v)) != 0) {
+            return r;
+        }
+        if ((r = st_box_open(s2, "u", "INBOX", &b)) == 0) {
+            r = put(b, "Subject: 5\r\n\r\ndelivered\r\n", 25, 0, 0);
+            if (!r) {
+                r = st_box_commit(b);
+            }
+            st_box_close(b);
+        }
+        st_store_close(s2);
+        return r;
+    }
+    case 12:
+        /* flag churn, one change a step: forces log checkpoints
+         * (st_ckpt_min is small) */
+        if ((r = st_box_open(s, "u", "INBOX", &b)) != 0) {
+            return r;
+        }
+        r = st_set_flags(b, (uint32_t)k % b->count, (uint8_t)(k & 7), 0);
+        break;
+    case 13:
+        return st_mailbox_create(s, "u", "C");
+    case 14:
+        if ((r = st_box_open(s, "u", "C", &b)) != 0) {
+            return r;
+        }
+        r = put(b, "x\r\n", 3, 0, 0);
+        break;
+    case 15:
+        return st_mailbox_delete(s, "u", "C");
+    case 16:
+        return st_mailbox_rename(s, "u", "INBOX", "Old");
+    case 17:
+        if ((r = st_box_open(s, "u", "INBOX", &b)) != 0) {
+            return r;
+        }
+        r = put(b, "Subject: 6\r\n\r\nafter rename\r\n", 28, 0, 0);
+        break;
+    }
+    if (!r && b) {
+        r = st_box_commit(b);
+    }
+    st_box_close(d);
+    st_box_close(b);
+    return r;
+}
+
+/* ---- the state as a fresh process sees it ---- */
+
+typedef struct mstate {
+    char name[32];
+    uint32_t uidv, uidnext;
+    char msgs[2048];
+} mstate;
+
+typedef struct state {
+    int n;
+    mstate m[8];
+} state;
+
+static void add_name(void *ctx, const char *name)
+{
+    state *st = ctx;
+    if (st->n < 8) {
+        snprintf(st->m[st->n++].name, sizeof st->m[0].name, "%s", name);
+    }
+}
+
+static int cmp_m(const void *a, const void *b)
+{
+    return strcmp(((const mstate *)a)->name, ((const mstate *)b)->name);
+}
+
+/* 0 or an error; UIDs must strictly increase */
+static int capture(state *st)
+{
+    st_store *s;
+    memset(st, 0, sizeof *st);
+    int r = st_store_open(&s, root, NULL);
+    if (r) {
+        return r;
+    }
+    char *dir = NULL;
+    st_stat ds;
+    if (st_user_dir(s, "u", &dir) == 0 && s->vfs->stat(s->vfs, dir, &ds) == 0) {
+        r = st_mailbox_list(s, "u", add_name, st);
+    }
+    free(dir);
+    qsort(st->m, (size_t)st->n, sizeof st->m[0], cmp_m);
+    char *buf = malloc(big_len * 2 + 64);
+    for (int i = 0; !r && i < st->n; i++) {
+        st_box *b;
+        mstate *m = &st->m[i];
+        if ((r = st_box_open(s, "u", m->name, &b)) != 0) {
+            break;
+        }
+        m->uidv = b->uidvalidity;
+        m->uidnext = b->uidnext;
+        size_t o = 0;
+        for (uint32_t j = 0; j < b->count; j++) {
+            st_reader rd;
+            size_t n = 0;
+            long k;
+            if (j && b->msg[j].uid <= b->msg[j - 1].uid) {
+                r = ST_ECORRUPT;
+            }
+            if (b->msg[j].uid >= b->uidnext) {
+                r = ST_ECORRUPT;
+            }
+            if ((r = r ? r : st_reader_open(&rd, b, j)) != 0) {
+                break;
+            }
+            while ((k = st_reader_read(&rd, buf + n, 777)) > 0) {
+                n += (size_t)k;
+            }
+            st_reader_close(&rd);
+            if (k < 0 || n != b->msg[j].size) {
+                r = ST_ECORRUPT;
+                break;
+            }
+            char kw[256] = "";
+            for (unsigned q = 0; q < b->nkw; q++) {
+                if (b->msg[j].kw & ((uint64_t)1 << q)) {
+                    strcat(kw, b->kw[q]);
+                }
+            }
+            o += (size_t)snprintf(m->msgs + o, sizeof m->msgs - o, "%u:%x:%s:%08x:%zu;",
+                                  b->msg[j].uid, b->msg[j].flags, kw,
+                                  st_crc32(0, buf, n), n);
+        }
+        st_box_close(b);
+    }
+    free(buf);
+    st_store_close(s);
+    return r;
+}
+
+static const mstate *find(const state *st, const char *name)
+{
+    for (int i = 0; i < st->n; i++) {
+        if (strcmp(st->m[i].name, name) == 0) {
+            return &st->m[i];
+        }
+    }
+    return NULL;
+}
+
+/* got equals want; UIDVALIDITY compared for mailboxes existing in `prev`
+ * (a mailbox whose CREATE was not acknowledged may get another one). */
+static int same(const state *got, const state *want, const state *prev)
+{
+    if (got->n != want->n) {
+        return 0;
+    }
+    for (int i = 0; i < got->n; i++) {
+        const mstate *g = &got->m[i], *w = &want->m[i];
+        if (strcmp(g->name, w->name) || strcmp(g->msgs, w->msgs)) {
+            return 0;
+        }
+        const mstate *p = find(prev, g->name);
+        if (p && p->uidv == w->uidv && g->uidv != w->uidv) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* After recovery: every mailbox takes a new message with a UID above the
+ * acknowledged ones. */
+static int no_uid_reuse(const state *got, const state *match)
+{
+    st_store *s;
+    int ok = 1;
+    if (st_store_open(&s, root, NULL)) {
+        return 0;
+    }
+    for (int i = 0; i < got->n; i++) {
+        st_box *b;
+        uint32_t uid = 0;
+        st_append *a;
+        if (st_box_open(s, "u", got->m[i].name, &b)) {
+            ok = 0;
+            continue;
+        }
+        if (st_append_begin(b, 0, 0, 0, 0, 3, &a) || st_append_data(a, "z\r\n", 3) ||
+            st_append_end(a, &uid) || st_box_commit(b)) {
+            ok = 0;
+        }
+        const mstate *m = find(match, got->m[i].name);
+        if (m && uid < m->uidnext) {
+            ok = 0;
+        }
+        st_box_close(b);
+    }
+    st_store_close(s);
+    return ok;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+/* in-process: thousands of fork+exec of rm would dominate the run time */
+static void wipe(void)
+{
+    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Run the workload over v until a step fails; returns steps acknowledged. */
+static int run(const st_vfs *v, uint64_t (*count)(void), uint64_t *ev_after)
+{
+    st_store *s;
+    int done = 0;
+    if (st_store_open(&s, root, v) == 0) {
+        for (int k = 1; k <= NSTEPS; k++) {
+            if (step(s, v, k)) {
+                break;
+            }
+            done = k;
+            if (ev_after) {
+                ev_after[k] = count();
+            }
+        }
+        st_store_close(s);
+    }
+    return done;
+}
+
+static st_crash crash;
+static st_fault fault;
+static uint64_t crash_events(void) { return crash.events; }
+static uint64_t fault_calls(void) { return fault.calls[ST_FK_ANY]; }
+
+static state ref[NSTEPS + 1];
+
+/* Check one damaged run: k = the step in flight. */
+static int check(int k, const char *what, uint64_t n)
+{
+    state got;
+    int r = capture(&got);
+    if (r) {
+        fprintf(stderr, "%s %llu: reopen failed: %s\n", what, (unsigned long long)n, st_strerror(r));
+        return 0;
+    }
+    const state *prev = &ref[k - 1];
+    const state *m = same(&got, prev, prev) ? prev : same(&got, &ref[k], prev) ? &ref[k] : NULL;
+    if (!m) {
+        fprintf(stderr, "%s %llu (step %d): state is neither before nor after\n",
+                what, (unsigned long long)n, k);
+        for (int i = 0; i < got.n; i++) {
+            fprintf(stderr, "  got  %s %u %s\n", got.m[i].name, got.m[i].uidv, got.m[i].msgs);
+        }
+        for (int i = 0; i < ref[k].n; i++) {
+            fprintf(stderr, "  want %s %u %s\n", ref[k].m[i].name, ref[k].m[i].uidv, ref[k].m[i].msgs);
+        }
+        return 0;
+    }
+    if (!no_uid_reuse(&got, m)) {
+        fprintf(stderr, "%s %llu (step %d): a UID was reused\n", what, (unsigned long long)n, k);
+        return 0;
+    }
+    return 1;
+}
+
+int main(void)
+{
+    uint64_t ev[NSTEPS + 1] = { 0 }, calls[NSTEPS + 1] = { 0 };
+    int seeds = getenv("CRASH_SEEDS") ? atoi(getenv("CRASH_SEEDS")) : 1;
+    /* thousands of runs with real fsyncs: a RAM file system if there is one */
+    snprintf(root, sizeof root, "%s/test_crash.XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    if (!mkdtemp(root)) {
+        return 2;
+    }
+    wipe();
+    st_clock_hook = fixed_clock;
+    st_ckpt_min = 1024;
+    big_len = 200 * 1024;
+    big = malloc(big_len);
+    for (size_t i = 0; i < big_len; i++) {
+        big[i] = (i % 80 == 78) ? '\r' : (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
+    }
+
+    /* reference: the state after each step, and events per step */
+    memset(&crash, 0, sizeof crash);
+    st_vfs *cv = st_vfs_crash(st_vfs_posix(), &crash);
+    CHECK_EQ_INT(capture(&ref[0]), 0);
+    st_store *s;
+    CHECK_EQ_INT(st_store_open(&s, root, cv), 0);
+    for (int k = 1; k <= NSTEPS; k++) {
+        CHECK_EQ_INT(step(s, cv, k), 0);
+        ev[k] = crash.events;
+        CHECK_EQ_INT(capture(&ref[k]), 0);
+    }
+    st_store_close(s);
+    st_vfs_layer_free(cv);
+    CHECK_EQ_INT(ref[NSTEPS].n, 3); /* B, INBOX, Old */
+    wipe();
+    /* the same with the fault layer, counting calls */
+    memset(&fault, 0, sizeof fault);
+    st_vfs *fv = st_vfs_fault(st_vfs_posix(), &fault);
+    CHECK_EQ_INT(run(fv, fault_calls, calls), NSTEPS);
+    st_vfs_layer_free(fv);
+    wipe();
+
+    /* power cut at every event */
+    int bad = 0;
+    uint64_t points = 0;
+    for (int seed = 1; seed <= seeds; seed++) {
+        for (uint64_t n = 1; n <= ev[NSTEPS]; n++) {
+            memset(&crash, 0, sizeof crash);
+            crash.crash_at = n;
+            crash.seed = (uint32_t)seed;
+            cv = st_vfs_crash(st_vfs_posix(), &crash);
+            int done = run(cv, crash_events, NULL);
+            st_vfs_layer_free(cv);
+            int k = 1;
+            while (k < NSTEPS && ev[k] < n) {
+                k++;
+            }
+            if (done != k - 1) {
+                fprintf(stderr, "crash %llu: %d steps acknowledged, expected %d\n",
+                        (unsigned long long)n, done, k - 1);
+                bad++;
+            } else if (!check(k, "crash", n)) {
+                bad++;
+            }
+            points++;
+            wipe();
+        }
+    }
+    printf("crash: %llu power-cut points (%llu events x %d seeds), %d bad\n",
+           (unsigned long long)points, (unsigned long long)ev[NSTEPS], seeds, bad);
+    CHECK_EQ_INT(bad, 0);
+
+    /* an error at every call, EIO and ENOSPC */
+    bad = 0;
+    points = 0;
+    for (int e = 0; e < 2; e++) {
+        for (uint64_t n = 1; n <= calls[NSTEPS]; n++) {
+            memset(&fault, 0, sizeof fault);
+            fault.kind = ST_FK_ANY;
+            fault.fail_at = n;
+            fault.err = e ? ST_ENOSPC : ST_EIO;
+            fv = st_vfs_fault(st_vfs_posix(), &fault);
+            int done = run(fv, fault_calls, NULL);
+            st_vfs_layer_free(fv);
+            int k = 1;
+            while (k < NSTEPS && calls[k] < n) {
+                k++;
+            }
+            /* a failed call may be absorbed (a best-effort cleanup); then
+             * the workload carries on and later steps are checked alone */
+            if (done >= k) {
+                k = done < NSTEPS ? done + 1 : NSTEPS;
+            }
+            if (done != k - 1 && !(done == NSTEPS && k == NSTEPS)) {
+                bad++;
+            } else if (!check(done == NSTEPS ? NSTEPS : k, "fault", n)) {
+                bad++;
+            }
+            points++;
+            wipe();
+        }
+    }
+    printf("fault: %llu failing calls (%llu calls x EIO/ENOSPC), %d bad\n",
+           (unsigned long long)points, (unsigned long long)calls[NSTEPS], bad);
+    CHECK_EQ_INT(bad, 0);
+    free(big);
+    rmdir(root);
+    return unit_done("test_store_crash");
+}
