@@ -6,20 +6,32 @@
  * connection's output passes its high-water mark the job pauses (c->cont)
  * and resumes when the client has read, so a 50 MB body never sits in
  * memory and never delays other clients.
+ *
+ * Sections are byte ranges of the message found in its MIME tree (mime.h),
+ * parsed once and cached; only HEADER.FIELDS(.NOT) is filtered, in one
+ * streaming pass over the header's range.
  */
 #include "cmd.h"
+#include "mime.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define SLICE 16384         /* bytes read from the store per step */
-#define HEADER_MAX (8u << 20) /* a header larger than this is served raw */
+/* HEADER.FIELDS output is built in memory to know its length first; past
+ * this the remaining matching fields are left out (a header of that size
+ * is an attack, not mail). */
+#define FIELDS_MAX (1u << 20)
+/* Part numbers in one section: deeper than the MIME parser records is
+ * pointless. */
+#define PATH_MAX_PARTS MIME_MAX_DEPTH
 
 enum {
     FI_FLAGS = 1, FI_UID, FI_IDATE, FI_SIZE, FI_BODY,
+    FI_ENVELOPE, FI_BODYSTRUCTURE, FI_BODYNX,
 };
 enum {
-    SEC_ALL = 0, SEC_HEADER, SEC_TEXT, SEC_FIELDS, SEC_FIELDS_NOT,
+    SEC_ALL = 0, SEC_HEADER, SEC_TEXT, SEC_FIELDS, SEC_FIELDS_NOT, SEC_MIME,
 };
 
 typedef struct fitem {
@@ -30,6 +42,8 @@ typedef struct fitem {
     uint32_t p_off, p_len;
     char   **fields;    /* HEADER.FIELDS names */
     unsigned nfields;
+    uint32_t path[PATH_MAX_PARTS]; /* part numbers, e.g. 1.2 */
+    unsigned npath;
     char    *label;     /* response item name, e.g. "BODY[HEADER]" */
 } fitem;
 
@@ -47,8 +61,8 @@ typedef struct fetch_job {
     st_reader rd;           /* body being streamed */
     int       rd_open;
     uint64_t  skip, left;   /* bytes to skip, then to send */
-    dbuf      hdr;          /* header of the current message, when needed */
-    int       hdr_loaded;
+    mime_tree tree;         /* MIME tree of the current message */
+    int       tree_kind;    /* 0 none, 1 header only, 2 full */
 } fetch_job;
 
 static void items_free(fitem *it, unsigned n)
@@ -74,7 +88,7 @@ void fetch_job_free(imap_conn *c)
     }
     items_free(j->items, j->nitems);
     free(j->uids);
-    dbuf_free(&j->hdr);
+    mime_tree_free(&j->tree);
     free(j);
     c->fetch = NULL;
 }
@@ -93,67 +107,105 @@ static fitem *add_item(fitem **items, unsigned *n, int kind)
 }
 
 /* Parse "BODY[...]<...>" style items; `s` starts after "BODY[" or
- * "BODY.PEEK[". The section may continue over a parenthesized list of
- * header names in the following tokens. Returns 0 or -1. */
+ * "BODY.PEEK[". section = [part *("." part)] ["." spec] | spec, where spec
+ * is HEADER, TEXT, MIME (after a part number only) or HEADER.FIELDS(.NOT)
+ * followed by a parenthesized list of header names in the next tokens.
+ * Returns 0 or -1. */
 static int parse_section(args *a, fitem *it, const char *s, const char *prefix)
 {
     dbuf lab = {0};
     dbuf_adds(&lab, prefix);
     const char *close = strchr(s, ']');
-    const char *sec = s;
     size_t sl = close ? (size_t)(close - s) : strlen(s);
-    int ok = 0;
-    if (sl == 0) {
+    size_t i = 0;
+    /* Part numbers. */
+    while (i < sl && s[i] >= '0' && s[i] <= '9') {
+        size_t b = i;
+        while (i < sl && s[i] >= '0' && s[i] <= '9') {
+            i++;
+        }
+        uint32_t v;
+        if (parse_u32(s + b, i - b, &v) < 0 || v == 0 || it->npath >= PATH_MAX_PARTS) {
+            goto bad;
+        }
+        it->path[it->npath++] = v;
+        dbuf_printf(&lab, "%s%u", it->npath > 1 ? "." : "", v);
+        if (i < sl) {
+            if (s[i] != '.' || i + 1 >= sl) {
+                goto bad;
+            }
+            i++;
+            if (!(s[i] >= '0' && s[i] <= '9')) {
+                break;
+            }
+        }
+    }
+    const char *sec = s + i;
+    size_t rl = sl - i;
+    if (it->npath && rl) {
+        dbuf_addc(&lab, '.');
+    }
+    if (rl == 0) {
         it->sect = SEC_ALL;
-        ok = close != NULL;
-    } else if (sl == 6 && !ascii_ncasecmp(sec, "HEADER", 6)) {
+        if (!close) {
+            goto bad;
+        }
+    } else if (close && rl == 6 && !ascii_ncasecmp(sec, "HEADER", 6)) {
         it->sect = SEC_HEADER;
-        ok = close != NULL;
-    } else if (sl == 4 && !ascii_ncasecmp(sec, "TEXT", 4)) {
+    } else if (close && rl == 4 && !ascii_ncasecmp(sec, "TEXT", 4)) {
         it->sect = SEC_TEXT;
-        ok = close != NULL;
+    } else if (close && rl == 4 && it->npath && !ascii_ncasecmp(sec, "MIME", 4)) {
+        it->sect = SEC_MIME;
     } else if (!close && (!ascii_casecmp(sec, "HEADER.FIELDS") || !ascii_casecmp(sec, "HEADER.FIELDS.NOT"))) {
         it->sect = sec[13] ? SEC_FIELDS_NOT : SEC_FIELDS;
         dbuf_adds(&lab, it->sect == SEC_FIELDS ? "HEADER.FIELDS (" : "HEADER.FIELDS.NOT (");
         if (arg_lparen(a) < 0) {
-            dbuf_free(&lab);
-            return -1;
+            goto bad;
         }
         const char *f;
         uint32_t fl;
         while (arg_astring(a, &f, &fl) == 0) {
             char **nf = realloc(it->fields, (it->nfields + 1) * sizeof *nf);
             if (!nf) {
-                dbuf_free(&lab);
-                return -1;
+                goto bad;
             }
             it->fields = nf;
             it->fields[it->nfields++] = xstrndup(f, fl);
-            dbuf_printf(&lab, "%s%s", it->nfields > 1 ? " " : "", it->fields[it->nfields - 1]);
+            if (it->nfields > 1) {
+                dbuf_addc(&lab, ' ');
+            }
+            /* Echo each name as an astring the client can read back. */
+            int atom = fl > 0;
+            for (uint32_t k = 0; k < fl; k++) {
+                unsigned char ch = (unsigned char)f[k];
+                if (ch <= ' ' || ch >= 0x7f || strchr("(){%*\"\\]", ch)) {
+                    atom = 0;
+                }
+            }
+            if (atom) {
+                dbuf_add(&lab, f, fl);
+            } else {
+                mime_out_string(&lab, f, fl);
+            }
         }
         if (arg_rparen(a) < 0 || it->nfields == 0) {
-            dbuf_free(&lab);
-            return -1;
+            goto bad;
         }
         dbuf_adds(&lab, ")");
         /* The closing "]" and any partial come as the next atom. */
         const char *r;
-        uint32_t rl;
-        if (arg_atom(a, &r, &rl) < 0 || r[0] != ']') {
-            dbuf_free(&lab);
-            return -1;
+        uint32_t rl2;
+        if (arg_atom(a, &r, &rl2) < 0 || r[0] != ']') {
+            goto bad;
         }
         close = r;
-        ok = 1;
         sec = NULL;
-    }
-    if (!ok) {
-        dbuf_free(&lab);
-        return -1;
+    } else {
+        goto bad;
     }
     if (sec) {
-        for (size_t i = 0; i < sl; i++) {
-            dbuf_addc(&lab, (char)ascii_upper((unsigned char)sec[i]));
+        for (size_t k = 0; k < rl; k++) {
+            dbuf_addc(&lab, (char)ascii_upper((unsigned char)sec[k]));
         }
     }
     dbuf_adds(&lab, "]");
@@ -164,17 +216,18 @@ static int parse_section(args *a, fitem *it, const char *s, const char *prefix)
         if (!dot || !gt || dot > gt || gt[1] != 0 ||
             parse_u32(rest + 1, (size_t)(dot - rest - 1), &it->p_off) < 0 ||
             parse_u32(dot + 1, (size_t)(gt - dot - 1), &it->p_len) < 0 || it->p_len == 0) {
-            dbuf_free(&lab);
-            return -1;
+            goto bad;
         }
         it->partial = 1;
         dbuf_printf(&lab, "<%u>", it->p_off);
     } else if (*rest) {
-        dbuf_free(&lab);
-        return -1;
+        goto bad;
     }
     it->label = lab.p;
     return 0;
+bad:
+    dbuf_free(&lab);
+    return -1;
 }
 
 static int parse_one_item(args *a, fitem **items, unsigned *n)
@@ -185,17 +238,15 @@ static int parse_one_item(args *a, fitem **items, unsigned *n)
         return -1;
     }
     fitem *it;
-    if (!ascii_casecmp(s, "FLAGS")) {
-        return add_item(items, n, FI_FLAGS) ? 0 : -1;
-    }
-    if (!ascii_casecmp(s, "UID")) {
-        return add_item(items, n, FI_UID) ? 0 : -1;
-    }
-    if (!ascii_casecmp(s, "INTERNALDATE")) {
-        return add_item(items, n, FI_IDATE) ? 0 : -1;
-    }
-    if (!ascii_casecmp(s, "RFC822.SIZE")) {
-        return add_item(items, n, FI_SIZE) ? 0 : -1;
+    static const struct { const char *name; int kind; } plain[] = {
+        {"FLAGS", FI_FLAGS}, {"UID", FI_UID}, {"INTERNALDATE", FI_IDATE},
+        {"RFC822.SIZE", FI_SIZE}, {"ENVELOPE", FI_ENVELOPE},
+        {"BODYSTRUCTURE", FI_BODYSTRUCTURE}, {"BODY", FI_BODYNX},
+    };
+    for (size_t k = 0; k < sizeof plain / sizeof plain[0]; k++) {
+        if (!ascii_casecmp(s, plain[k].name)) {
+            return add_item(items, n, plain[k].kind) ? 0 : -1;
+        }
     }
     if (!ascii_casecmp(s, "RFC822") || !ascii_casecmp(s, "RFC822.HEADER") || !ascii_casecmp(s, "RFC822.TEXT")) {
         if (!(it = add_item(items, n, FI_BODY))) {
@@ -219,7 +270,7 @@ static int parse_one_item(args *a, fitem **items, unsigned *n)
         it->peek = 1;
         return parse_section(a, it, s + 10, "BODY[");
     }
-    return -2;   /* not known (yet): ENVELOPE, BODYSTRUCTURE, ... */
+    return -1;
 }
 
 static int parse_items(args *a, fitem **items, unsigned *n)
@@ -229,21 +280,31 @@ static int parse_items(args *a, fitem **items, unsigned *n)
         return -1;
     }
     if (t->type == TOK_ATOM) {
+        /* Macros (RFC 3501 6.4.5); not allowed inside parentheses. */
+        static const int fast[] = {FI_FLAGS, FI_IDATE, FI_SIZE};
+        static const int all[] = {FI_FLAGS, FI_IDATE, FI_SIZE, FI_ENVELOPE};
+        static const int full[] = {FI_FLAGS, FI_IDATE, FI_SIZE, FI_ENVELOPE, FI_BODYNX};
         const char *s = arg_str(a, a->i);
-        static const char *const fast[] = {"FLAGS", "INTERNALDATE", "RFC822.SIZE"};
+        const int *m = NULL;
+        unsigned mn = 0;
         if (!ascii_casecmp(s, "FAST")) {
+            m = fast;
+            mn = 3;
+        } else if (!ascii_casecmp(s, "ALL")) {
+            m = all;
+            mn = 4;
+        } else if (!ascii_casecmp(s, "FULL")) {
+            m = full;
+            mn = 5;
+        }
+        if (m) {
             a->i++;
-            for (int i = 0; i < 3; i++) {
-                fitem *it = add_item(items, n, i == 0 ? FI_FLAGS : i == 1 ? FI_IDATE : FI_SIZE);
-                if (!it) {
+            for (unsigned i = 0; i < mn; i++) {
+                if (!add_item(items, n, m[i])) {
                     return -1;
                 }
-                (void)fast;
             }
             return 0;
-        }
-        if (!ascii_casecmp(s, "ALL") || !ascii_casecmp(s, "FULL")) {
-            return -2;  /* need ENVELOPE (MIME support) */
         }
         return parse_one_item(a, items, n);
     }
@@ -259,90 +320,116 @@ static int parse_items(args *a, fitem **items, unsigned *n)
     return arg_rparen(a) < 0 || *n == 0 ? -1 : 0;
 }
 
-/* Read the header of msg idx (through the blank line) into j->hdr. */
-static int load_header(imap_sess *s, uint32_t idx, fetch_job *j)
+/* The MIME tree of msg idx: `full` for part numbers and BODYSTRUCTURE,
+ * else the root header is enough. */
+static int need_tree(imap_sess *s, uint32_t idx, fetch_job *j, int full)
 {
-    if (j->hdr_loaded) {
+    if (j->tree_kind >= (full ? 2 : 1)) {
         return 0;
     }
-    dbuf_reset(&j->hdr);
+    mime_tree_free(&j->tree);
+    j->tree_kind = 0;
+    int rc = mime_tree_get(s->box, idx, full, &j->tree);
+    if (rc < 0) {
+        return rc;
+    }
+    j->tree_kind = j->tree.header_only ? 1 : 2;
+    return 0;
+}
+
+/* Skip n wire bytes of a reader. The store has no wire-offset seek yet
+ * (LF on disk, CRLF on the wire), so this reads; see the report in
+ * mime.h's cache notes for what the store would need. */
+static int reader_skip(st_reader *rd, uint64_t n)
+{
+    char buf[SLICE];
+    while (n > 0) {
+        long k = st_reader_read(rd, buf, n < sizeof buf ? (size_t)n : sizeof buf);
+        if (k <= 0) {
+            return k < 0 ? (int)k : ST_EIO;
+        }
+        n -= (uint64_t)k;
+    }
+    return 0;
+}
+
+/* HEADER.FIELDS(.NOT): the matching fields of the header at [off, off+len)
+ * with the blank line, in one streaming pass. */
+static int filter_fields(imap_sess *s, uint32_t idx, const fitem *it, uint32_t off, uint32_t len, dbuf *out)
+{
     st_reader rd;
     int rc = st_reader_open(&rd, s->box, idx);
     if (rc < 0) {
         return rc;
     }
-    char buf[4096];
-    size_t scanned = 0;
-    for (;;) {
-        long n = st_reader_read(&rd, buf, sizeof buf);
-        if (n < 0) {
-            st_reader_close(&rd);
-            return (int)n;
-        }
-        if (n == 0) {
+    if ((rc = reader_skip(&rd, off)) < 0) {
+        st_reader_close(&rd);
+        return rc;
+    }
+    enum { BOL, NAME, LINE, DONE } st = BOL;
+    char name[256];
+    size_t nl = 0;
+    int match = 0;
+    char buf[SLICE];
+    uint64_t left = len;
+    while (left > 0 && st != DONE) {
+        long k = st_reader_read(&rd, buf, left < sizeof buf ? (size_t)left : sizeof buf);
+        if (k <= 0) {
+            rc = k < 0 ? (int)k : ST_EIO;
             break;
         }
-        if (dbuf_add(&j->hdr, buf, (size_t)n) < 0) {
-            st_reader_close(&rd);
-            return ST_ENOMEM;
-        }
-        /* Look for the blank line from slightly before the new bytes. */
-        size_t from = scanned > 3 ? scanned - 3 : 0;
-        const char *p = j->hdr.p;
-        size_t end = 0;
-        if (j->hdr.len >= 2 && from == 0 && p[0] == '\r' && p[1] == '\n') {
-            end = 2;  /* no header at all */
-        }
-        for (size_t i = from; !end && i + 3 < j->hdr.len; i++) {
-            if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n') {
-                end = i + 4;
+        left -= (uint64_t)k;
+        for (long i = 0; i < k && st != DONE; i++) {
+            char ch = buf[i];
+            if (st == BOL) {
+                if (ch == ' ' || ch == '\t') {
+                    st = LINE;      /* continuation: same decision */
+                } else if (ch == '\r' || ch == '\n') {
+                    st = DONE;      /* the blank line: we add our own */
+                    break;
+                } else {
+                    st = NAME;
+                    nl = 0;
+                    match = 0;
+                }
             }
-        }
-        scanned = j->hdr.len;
-        if (end) {
-            j->hdr.len = end;
-            j->hdr.p[end] = 0;
-            break;
-        }
-        if (j->hdr.len > HEADER_MAX) {
-            break;
+            if (st == NAME) {
+                if (nl < sizeof name) {
+                    name[nl++] = ch;
+                }
+                if (ch == ':' || nl == sizeof name || ch == '\n') {
+                    size_t n = nl - 1;
+                    while (n > 0 && (name[n - 1] == ' ' || name[n - 1] == '\t')) {
+                        n--;
+                    }
+                    int found = 0;
+                    for (unsigned f = 0; ch == ':' && f < it->nfields; f++) {
+                        if (strlen(it->fields[f]) == n && !ascii_ncasecmp(name, it->fields[f], n)) {
+                            found = 1;
+                        }
+                    }
+                    /* A line that is not a field is nobody's to keep. */
+                    match = ch == ':' && found == (it->sect == SEC_FIELDS);
+                    if (match && out->len + nl < FIELDS_MAX) {
+                        dbuf_add(out, name, nl);
+                    } else {
+                        match = 0;
+                    }
+                    st = ch == '\n' ? BOL : LINE;
+                }
+                continue;
+            }
+            if (match && out->len < FIELDS_MAX) {
+                dbuf_addc(out, ch);
+            }
+            if (ch == '\n') {
+                st = BOL;
+            }
         }
     }
     st_reader_close(&rd);
-    j->hdr_loaded = 1;
-    return 0;
-}
-
-/* Header fields of hdr matching (or not) the list, with the blank line. */
-static void filter_fields(const dbuf *hdr, const fitem *it, dbuf *out)
-{
-    const char *p = hdr->p, *end = hdr->p + hdr->len;
-    while (p < end) {
-        /* One field: a line and its continuation lines. */
-        const char *q = p;
-        do {
-            const char *lf = memchr(q, '\n', (size_t)(end - q));
-            q = lf ? lf + 1 : end;
-        } while (q < end && (*q == ' ' || *q == '\t'));
-        const char *colon = memchr(p, ':', (size_t)(q - p));
-        if (colon && p[0] != '\r') {
-            size_t nl = (size_t)(colon - p);
-            while (nl > 0 && (p[nl - 1] == ' ' || p[nl - 1] == '\t')) {
-                nl--;
-            }
-            int match = 0;
-            for (unsigned k = 0; k < it->nfields; k++) {
-                if (strlen(it->fields[k]) == nl && !ascii_ncasecmp(p, it->fields[k], nl)) {
-                    match = 1;
-                }
-            }
-            if (match == (it->sect == SEC_FIELDS)) {
-                dbuf_add(out, p, (size_t)(q - p));
-            }
-        }
-        p = q;
-    }
     dbuf_add(out, "\r\n", 2);
+    return rc < 0 ? rc : 0;
 }
 
 /* Write a literal from memory, honouring a partial range. */
@@ -454,7 +541,8 @@ static int fetch_step(imap_conn *c)
         st_msg *m = &s->box->msg[idx];
         if (!j->started) {
             j->started = 1;
-            j->hdr_loaded = 0;
+            mime_tree_free(&j->tree);
+            j->tree_kind = 0;
             j->add_flags = 0;
             out_printf(c, "* %u FETCH (", view_idx2seq(s, idx));
             int has_flags = 0, sets_seen = 0;
@@ -506,30 +594,60 @@ static int fetch_step(imap_conn *c)
             case FI_SIZE:
                 out_printf(c, "RFC822.SIZE %u", m->size);
                 break;
+            case FI_ENVELOPE:
+            case FI_BODYSTRUCTURE:
+            case FI_BODYNX: {
+                static const char *const names[] = {"ENVELOPE ", "BODYSTRUCTURE ", "BODY "};
+                out_puts(c, names[it->kind - FI_ENVELOPE]);
+                int rc = need_tree(s, idx, j, it->kind != FI_ENVELOPE);
+                if (rc < 0) {
+                    /* Keep the response well-formed; the tagged reply says NO. */
+                    j->err = rc;
+                    out_puts(c, it->kind == FI_ENVELOPE ? "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
+                                                        : "(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)");
+                    break;
+                }
+                dbuf o = {0};
+                if (it->kind == FI_ENVELOPE) {
+                    mime_out_envelope(&o, &j->tree, 0);
+                } else {
+                    mime_out_body(&o, &j->tree, 0, it->kind == FI_BODYSTRUCTURE);
+                }
+                out_write(c, o.p, o.len);
+                dbuf_free(&o);
+                break;
+            }
             case FI_BODY: {
                 out_printf(c, "%s ", it->label);
-                if (it->sect == SEC_HEADER || it->sect == SEC_FIELDS || it->sect == SEC_FIELDS_NOT || it->sect == SEC_TEXT) {
-                    int rc = load_header(s, idx, j);
+                uint32_t start = 0, total = m->size;
+                if (it->npath || it->sect != SEC_ALL) {
+                    static const int kinds[] = {
+                        [SEC_ALL] = MIME_SEC_ALL, [SEC_HEADER] = MIME_SEC_HEADER,
+                        [SEC_TEXT] = MIME_SEC_TEXT, [SEC_FIELDS] = MIME_SEC_HEADER,
+                        [SEC_FIELDS_NOT] = MIME_SEC_HEADER, [SEC_MIME] = MIME_SEC_MIME,
+                    };
+                    int rc = need_tree(s, idx, j, it->npath > 0);
                     if (rc < 0) {
                         j->err = rc;
                         out_puts(c, "NIL");
                         break;
                     }
-                }
-                if (it->sect == SEC_HEADER) {
-                    out_partial_mem(c, it, j->hdr.p, j->hdr.len);
-                    break;
+                    if (mime_section_range(&j->tree, it->path, it->npath, kinds[it->sect], &start, &total) < 0) {
+                        out_puts(c, "NIL");     /* no such part */
+                        break;
+                    }
                 }
                 if (it->sect == SEC_FIELDS || it->sect == SEC_FIELDS_NOT) {
                     dbuf f = {0};
-                    filter_fields(&j->hdr, it, &f);
+                    int rc = filter_fields(s, idx, it, start, total, &f);
+                    if (rc < 0) {
+                        j->err = rc;
+                    }
                     out_partial_mem(c, it, f.p, f.len);
                     dbuf_free(&f);
                     break;
                 }
-                /* Whole message or text: stream from the store. */
-                uint64_t start = it->sect == SEC_TEXT ? (j->hdr.len < m->size ? j->hdr.len : m->size) : 0;
-                uint64_t total = m->size - start;
+                /* A range of the message: stream it from the store. */
                 uint64_t off = 0, len = total;
                 if (it->partial) {
                     off = it->p_off < total ? it->p_off : total;
@@ -610,8 +728,9 @@ void cmd_fetch(imap_conn *c, args *a, int uid)
         reply(c, "BAD", r == -2 ? "FETCH item not supported yet" : "Invalid FETCH items");
         return;
     }
-    /* The set: reparse against this session's view. */
-    a->i = 2 + (uid ? 1 : 0);
+    /* Pending updates first, so "*" means the mailbox as the client will
+     * know it once this command's responses are read. */
+    view_notify(s, uid);
     seqset set;
     uint32_t star = s->exists;
     if (uid) {
@@ -634,7 +753,6 @@ void cmd_fetch(imap_conn *c, args *a, int uid)
         reply(c, "BAD", "Invalid message set");
         return;
     }
-    view_notify(s, uid);
     j->uid = uid;
     j->uids = malloc((s->box->count ? s->box->count : 1) * sizeof *j->uids);
     if (!j->uids) {

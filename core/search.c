@@ -4,8 +4,16 @@
  * The criteria are parsed into a small tree, then evaluated per message.
  * Keys that need the message text (HEADER, BODY, TEXT, SENT*) read it
  * from the store only for messages the cheap keys did not already decide.
+ *
+ * Text keys compare decoded, case-folded UTF-8: search strings are folded
+ * once at parse time; headers have their RFC 2047 encoded words decoded;
+ * bodies are walked part by part over the MIME tree (mime.h), decoded
+ * from base64/quoted-printable and their charset, in one sequential pass
+ * over the message with a window of needle-1 bytes between slices, so no
+ * message is ever held in memory.
  */
 #include "cmd.h"
+#include "mime.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -39,11 +47,12 @@ typedef struct sctx {
     imap_sess *s;
     args      *a;
     const char *err;         /* parse error for BAD */
-    int        badcharset;
-    /* per-message cache */
+    int        latin1;       /* CHARSET ISO-8859-1: strings are converted */
+    /* per-message state */
     uint32_t   idx;
-    int        hdr_ok;
-    dbuf       hdr;
+    mime_tree  tree;         /* MIME tree of msg idx */
+    int        tree_kind;    /* 0 none, 1 header only, 2 full */
+    dbuf       scratch;      /* decoded text being matched */
 } sctx;
 
 static void skey_free(skey *k)
@@ -82,6 +91,32 @@ static int get_astring(sctx *x, char **out, size_t *len)
     *out = xstrndup(s, n);
     *len = n;
     return *out ? 0 : -1;
+}
+
+/* A search string, in the form text is compared in: UTF-8, case-folded. */
+static int get_text(sctx *x, char **out, size_t *len)
+{
+    const char *s;
+    uint32_t n;
+    if (arg_astring(x->a, &s, &n) < 0) {
+        x->err = "Missing search string";
+        return -1;
+    }
+    dbuf u = {0}, f = {0};
+    if (x->latin1) {
+        mime_latin1_to_utf8(s, n, &u);
+    } else {
+        dbuf_add(&u, s, n);
+    }
+    mime_fold_utf8(u.p ? u.p : "", u.len, &f);
+    dbuf_free(&u);
+    if (!f.p) {
+        dbuf_addc(&f, 0);
+        f.len = 0;
+    }
+    *out = f.p;
+    *len = f.len;
+    return f.p ? 0 : -1;
 }
 
 static int get_number(sctx *x, int64_t *v)
@@ -241,7 +276,7 @@ static skey *parse_key(sctx *x)
     }
     if (!ascii_casecmp(s, "HEADER")) {
         k = new_key(K_HEADER);
-        if (!k || get_astring(x, &k->field, &k->slen) < 0 || get_astring(x, &k->str, &k->slen) < 0) {
+        if (!k || get_astring(x, &k->field, &k->slen) < 0 || get_text(x, &k->str, &k->slen) < 0) {
             skey_free(k);
             return NULL;
         }
@@ -253,7 +288,7 @@ static skey *parse_key(sctx *x)
     for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++) {
         if (!ascii_casecmp(s, hdrs[i].name)) {
             k = new_key(K_HEADER);
-            if (!k || !(k->field = xstrdup(hdrs[i].field)) || get_astring(x, &k->str, &k->slen) < 0) {
+            if (!k || !(k->field = xstrdup(hdrs[i].field)) || get_text(x, &k->str, &k->slen) < 0) {
                 skey_free(k);
                 return NULL;
             }
@@ -262,7 +297,7 @@ static skey *parse_key(sctx *x)
     }
     if (!ascii_casecmp(s, "BODY") || !ascii_casecmp(s, "TEXT")) {
         k = new_key(s[0] == 'B' || s[0] == 'b' ? K_BODY : K_TEXT);
-        if (!k || get_astring(x, &k->str, &k->slen) < 0) {
+        if (!k || get_text(x, &k->str, &k->slen) < 0) {
             skey_free(k);
             return NULL;
         }
@@ -284,178 +319,265 @@ static skey *parse_key(sctx *x)
 
 /* ---- evaluation ---- */
 
-static int load_hdr(sctx *x)
+/* Byte substring search (both sides already folded). */
+static int find_bytes(const char *hay, size_t hlen, const char *needle, size_t nlen)
 {
-    if (x->hdr_ok) {
-        return 0;
+    if (nlen == 0) {
+        return 1;
     }
-    dbuf_reset(&x->hdr);
-    st_reader rd;
-    if (st_reader_open(&rd, x->s->box, x->idx) < 0) {
-        return -1;
-    }
-    char buf[4096];
-    for (;;) {
-        long n = st_reader_read(&rd, buf, sizeof buf);
-        if (n <= 0) {
-            break;
-        }
-        size_t old = x->hdr.len;
-        dbuf_add(&x->hdr, buf, (size_t)n);
-        size_t from = old > 3 ? old - 3 : 0;
-        const char *e = NULL;
-        for (size_t i = from; i + 3 < x->hdr.len; i++) {
-            if (!memcmp(x->hdr.p + i, "\r\n\r\n", 4)) {
-                e = x->hdr.p + i + 2;
-                break;
-            }
-        }
-        if (x->hdr.len >= 2 && !memcmp(x->hdr.p, "\r\n", 2)) {
-            e = x->hdr.p;
-        }
-        if (e) {
-            x->hdr.len = (size_t)(e - x->hdr.p);
-            break;
-        }
-        if (x->hdr.len > (8u << 20)) {
-            break;
-        }
-    }
-    st_reader_close(&rd);
-    x->hdr_ok = 1;
-    return 0;
-}
-
-/* Calls fn on each field value (unfolded naively) of `name`; stops at 1. */
-static int header_has(sctx *x, const char *name, const char *needle, size_t nlen)
-{
-    if (load_hdr(x) < 0) {
-        return 0;
-    }
-    size_t namelen = strlen(name);
-    const char *p = x->hdr.p, *end = x->hdr.p + x->hdr.len;
-    while (p && p < end) {
-        const char *q = p;
-        do {
-            const char *lf = memchr(q, '\n', (size_t)(end - q));
-            q = lf ? lf + 1 : end;
-        } while (q < end && (*q == ' ' || *q == '\t'));
-        if ((size_t)(q - p) > namelen && !ascii_ncasecmp(p, name, namelen) && p[namelen] == ':') {
-            const char *v = p + namelen + 1;
-            if (ascii_casefind(v, (size_t)(q - v), needle, nlen)) {
-                return 1;
-            }
-            if (nlen == 0) {
-                return 1;
-            }
-        }
-        p = q;
-    }
-    return 0;
-}
-
-/* Scan the message (from the body when skip_header) for needle. */
-static int text_has(sctx *x, const char *needle, size_t nlen, int skip_header)
-{
-    size_t skip = 0;
-    if (skip_header) {
-        if (load_hdr(x) < 0) {
+    const char *p = hay, *end = hay + hlen;
+    while ((size_t)(end - p) >= nlen) {
+        const char *q = memchr(p, (unsigned char)needle[0], (size_t)(end - p) - nlen + 1);
+        if (!q) {
             return 0;
         }
-        skip = x->hdr.len + 2;
+        if (!memcmp(q, needle, nlen)) {
+            return 1;
+        }
+        p = q + 1;
     }
+    return 0;
+}
+
+static int need_tree(sctx *x, int full)
+{
+    if (x->tree_kind >= (full ? 2 : 1)) {
+        return 0;
+    }
+    mime_tree_free(&x->tree);
+    x->tree_kind = 0;
+    if (mime_tree_get(x->s->box, x->idx, full, &x->tree) < 0) {
+        return -1;
+    }
+    x->tree_kind = x->tree.header_only ? 1 : 2;
+    return 0;
+}
+
+/* Calls fn(ctx, name, nlen, value, vlen) for each field of the header at
+ * [off, off+len), values unfolded and cut at MIME_FIELD_MAX (the scan goes
+ * on). Stops when fn returns 1 and returns 1 then. */
+typedef int (*field_fn)(void *ctx, const char *name, size_t nlen, const char *v, size_t vlen);
+
+static int scan_fields(sctx *x, uint32_t off, uint32_t len, field_fn fn, void *ctx)
+{
     st_reader rd;
     if (st_reader_open(&rd, x->s->box, x->idx) < 0) {
         return 0;
     }
-    /* Keep nlen-1 bytes between slices so a match across them is found. */
-    size_t keep = nlen ? nlen - 1 : 0;
-    char *buf = malloc(16384 + keep);
-    size_t have = 0;
-    int found = nlen == 0;
-    while (buf && !found) {
-        long n = st_reader_read(&rd, buf + have, 16384);
+    char *field = malloc(MIME_FIELD_MAX);
+    char buf[8192];
+    size_t fl = 0;
+    int have = 0, bol = 1, found = 0, done = 0;
+    uint64_t pos = 0, end = (uint64_t)off + len;
+    while (field && !found && !done && pos < end) {
+        size_t want = end - pos < sizeof buf ? (size_t)(end - pos) : sizeof buf;
+        long n = st_reader_read(&rd, buf, want);
         if (n <= 0) {
             break;
         }
-        size_t off = 0;
-        if (skip) {
-            size_t k = (size_t)n < skip ? (size_t)n : skip;
-            skip -= k;
-            off = k;
-            memmove(buf + have, buf + have + k, (size_t)n - k);
-            n -= (long)k;
-            (void)off;
+        size_t i = 0;
+        if (pos < off) {
+            size_t k = (uint64_t)n < off - pos ? (size_t)n : (size_t)(off - pos);
+            i = k;
         }
-        size_t tot = have + (size_t)n;
-        found = ascii_casefind(buf, tot, needle, nlen);
-        if (tot > keep) {
-            memmove(buf, buf + tot - keep, keep);
-            have = keep;
-        } else {
-            have = tot;
+        pos += (uint64_t)n;
+        for (; i < (size_t)n && !found; i++) {
+            char ch = buf[i];
+            if (bol) {
+                bol = 0;
+                if (ch == ' ' || ch == '\t') {
+                    /* continuation: the field goes on */
+                } else {
+                    if (have) {
+                        const char *colon = memchr(field, ':', fl);
+                        if (colon && fn(ctx, field, (size_t)(colon - field), colon + 1, fl - (size_t)(colon - field) - 1)) {
+                            found = 1;
+                            break;
+                        }
+                    }
+                    have = 0;
+                    fl = 0;
+                    if (ch == '\r' || ch == '\n') {
+                        done = 1;
+                        break;
+                    }
+                    have = 1;
+                }
+            }
+            if (ch == '\n') {
+                bol = 1;
+                continue;
+            }
+            if (ch != '\r' && fl < MIME_FIELD_MAX) {
+                field[fl++] = ch;
+            }
         }
     }
-    free(buf);
+    if (!found && have && field) {
+        const char *colon = memchr(field, ':', fl);
+        if (colon && fn(ctx, field, (size_t)(colon - field), colon + 1, fl - (size_t)(colon - field) - 1)) {
+            found = 1;
+        }
+    }
+    free(field);
     st_reader_close(&rd);
+    return found;
+}
+
+typedef struct hmatch {
+    const char *name;        /* field wanted, NULL = any */
+    const char *needle;
+    size_t      nlen;
+    dbuf       *tmp;
+    int         with_name;   /* match "Name: value" (TEXT) */
+} hmatch;
+
+static int hmatch_fn(void *ctx, const char *name, size_t nl, const char *v, size_t vl)
+{
+    hmatch *h = ctx;
+    while (nl > 0 && (name[nl - 1] == ' ' || name[nl - 1] == '\t')) {
+        nl--;
+    }
+    if (h->name && (strlen(h->name) != nl || ascii_ncasecmp(name, h->name, nl))) {
+        return 0;
+    }
+    if (h->nlen == 0) {
+        return 1;
+    }
+    dbuf_reset(h->tmp);
+    if (h->with_name) {
+        mime_fold_utf8(name, nl, h->tmp);
+        dbuf_add(h->tmp, ": ", 2);
+    }
+    while (vl > 0 && (v[0] == ' ' || v[0] == '\t')) {
+        v++;
+        vl--;
+    }
+    mime_decode_header(v, vl, h->tmp);
+    return h->tmp->p && find_bytes(h->tmp->p, h->tmp->len, h->needle, h->nlen);
+}
+
+/* The root header: [0, hdr_len) from the header-only tree. */
+static int root_header(sctx *x, uint32_t *len)
+{
+    if (need_tree(x, 0) < 0) {
+        return -1;
+    }
+    *len = x->tree.part[0].hdr_len;
+    return 0;
+}
+
+static int header_has(sctx *x, const char *name, const char *needle, size_t nlen)
+{
+    uint32_t hl;
+    if (root_header(x, &hl) < 0) {
+        return 0;
+    }
+    hmatch h = {name, needle, nlen, &x->scratch, 0};
+    return scan_fields(x, 0, hl, hmatch_fn, &h);
+}
+
+/* One range of the message to search, decoded with its own decoder. */
+typedef struct srange {
+    uint32_t     off, len;
+    mime_decoder dec;
+} srange;
+
+/* BODY / TEXT: decoded text of every text part (and the headers of
+ * enclosed messages), in one sequential read of the message. */
+static int text_has(sctx *x, const char *needle, size_t nlen, int with_header)
+{
+    if (nlen == 0) {
+        return 1;
+    }
+    if (with_header) {
+        uint32_t hl;
+        if (root_header(x, &hl) == 0) {
+            hmatch h = {NULL, needle, nlen, &x->scratch, 1};
+            if (scan_fields(x, 0, hl, hmatch_fn, &h)) {
+                return 1;
+            }
+        }
+    }
+    if (need_tree(x, 1) < 0) {
+        return 0;
+    }
+    const mime_tree *t = &x->tree;
+    srange *r = malloc(t->nparts * 2 * sizeof *r);
+    uint32_t nr = 0;
+    for (uint32_t i = 0; r && i < t->nparts; i++) {
+        const mime_part *pt = &t->part[i];
+        if (i > 0 && (pt->flags & MIME_PF_MESSAGE) && pt->hdr_len) {
+            r[nr].off = pt->hdr_off;
+            r[nr].len = pt->hdr_len;
+            mime_decoder_init(&r[nr].dec, MIME_ENC_PLAIN, MIME_CS_UTF8);
+            nr++;
+        }
+        if (pt->child == MIME_NONE && pt->body_len && mime_part_decoder(t, i, &r[nr].dec) == 0) {
+            r[nr].off = pt->body_off;
+            r[nr].len = pt->body_len;
+            nr++;
+        }
+    }
+    st_reader rd;
+    if (!r || nr == 0 || st_reader_open(&rd, x->s->box, x->idx) < 0) {
+        free(r);
+        return 0;
+    }
+    char buf[16384];
+    uint64_t pos = 0;       /* wire offset of buf[0] after the next read */
+    int found = 0;
+    dbuf *w = &x->scratch;
+    for (uint32_t k = 0; k < nr && !found; k++) {
+        dbuf_reset(w);
+        uint64_t off = r[k].off, end = (uint64_t)r[k].off + r[k].len;
+        if (off < pos) {
+            continue;       /* overlaps what was read: ranges are ordered */
+        }
+        while (pos < end && !found) {
+            /* Skip to the range, then read it in slices. */
+            size_t want = sizeof buf;
+            if (pos < off && off - pos < want) {
+                want = (size_t)(off - pos);
+            } else if (pos >= off && end - pos < want) {
+                want = (size_t)(end - pos);
+            }
+            long n = st_reader_read(&rd, buf, want);
+            if (n <= 0) {
+                pos = UINT64_MAX;
+                break;
+            }
+            uint64_t at = pos;
+            pos += (uint64_t)n;
+            if (at < off) {
+                continue;
+            }
+            mime_decode(&r[k].dec, buf, (size_t)n, w);
+            if (w->p && find_bytes(w->p, w->len, needle, nlen)) {
+                found = 1;
+                break;
+            }
+            /* Keep nlen-1 bytes so a match across slices is found. */
+            if (w->len >= nlen) {
+                memmove(w->p, w->p + w->len - (nlen - 1), nlen - 1);
+                w->len = nlen - 1;
+            }
+        }
+    }
+    st_reader_close(&rd);
+    free(r);
     return found;
 }
 
 /* Days of the Date: header, disregarding time and zone; -1 if none. */
 static int64_t sent_days(sctx *x)
 {
-    if (load_hdr(x) < 0) {
+    if (need_tree(x, 0) < 0) {
         return -1;
     }
-    const char *p = x->hdr.p, *end = x->hdr.p + x->hdr.len;
-    while (p < end) {
-        const char *lf = memchr(p, '\n', (size_t)(end - p));
-        const char *q = lf ? lf + 1 : end;
-        if (q - p > 5 && !ascii_ncasecmp(p, "Date:", 5)) {
-            /* [Day,] DD Mon YYYY */
-            const char *v = p + 5;
-            while (v < q && (*v == ' ' || *v == '\t')) {
-                v++;
-            }
-            const char *comma = memchr(v, ',', (size_t)(q - v));
-            if (comma) {
-                v = comma + 1;
-            }
-            while (v < q && (*v == ' ' || *v == '\t')) {
-                v++;
-            }
-            int d = 0, y = 0;
-            while (v < q && *v >= '0' && *v <= '9') {
-                d = d * 10 + (*v++ - '0');
-            }
-            while (v < q && *v == ' ') {
-                v++;
-            }
-            if (q - v < 8) {
-                return -1;
-            }
-            char mon[4] = {v[0], v[1], v[2], 0};
-            int m = month_from_name(mon);
-            v += 3;
-            while (v < q && *v == ' ') {
-                v++;
-            }
-            int nd = 0;
-            while (v < q && *v >= '0' && *v <= '9' && nd < 4) {
-                y = y * 10 + (*v++ - '0');
-                nd++;
-            }
-            if (nd == 2) {
-                y += y < 50 ? 2000 : 1900;
-            }
-            if (!m || d < 1 || d > 31 || nd < 2) {
-                return -1;
-            }
-            return days_from_civil(y, (unsigned)m, (unsigned)d);
-        }
-        p = q;
-    }
-    return -1;
+    size_t n;
+    const char *d = mime_get(&x->tree, 0, MIME_S_DATE, &n);
+    return d ? mime_date_days(d, n) : -1;
 }
 
 static int eval(sctx *x, skey *k)
@@ -516,11 +638,56 @@ static int eval(sctx *x, skey *k)
     case K_HEADER:
         return header_has(x, k->field, k->str, k->slen);
     case K_BODY:
-        return text_has(x, k->str, k->slen, 1);
-    case K_TEXT:
         return text_has(x, k->str, k->slen, 0);
+    case K_TEXT:
+        return text_has(x, k->str, k->slen, 1);
     }
     return 0;
+}
+
+/* Parse the criteria (CHARSET first if present) into *root. Returns 0,
+ * -1 with a BAD reason in *why, or -2 for an unsupported charset. */
+static int search_parse(sctx *x, skey **root, const char **why)
+{
+    args *a = x->a;
+    *root = NULL;
+    const tok *t = arg_peek(a);
+    if (t && t->type == TOK_ATOM && !ascii_casecmp(arg_str(a, a->i), "CHARSET")) {
+        a->i++;
+        const char *cs;
+        uint32_t cl;
+        if (arg_astring(a, &cs, &cl) < 0) {
+            *why = "Missing charset";
+            return -1;
+        }
+        if (!ascii_casecmp(cs, "ISO-8859-1") || !ascii_casecmp(cs, "LATIN1")) {
+            x->latin1 = 1;
+        } else if (ascii_casecmp(cs, "US-ASCII") && ascii_casecmp(cs, "UTF-8")) {
+            return -2;
+        }
+    }
+    skey *k = parse_and_until_rparen(x);
+    if (!k || arg_end(a) < 0) {
+        skey_free(k);
+        *why = x->err ? x->err : "Invalid search criteria";
+        return -1;
+    }
+    *root = k;
+    return 0;
+}
+
+/* Parse only (the fuzz target's entry; needs c->sess->box for keywords). */
+int search_parse_check(imap_conn *c, args *a)
+{
+    sctx x = {0};
+    x.c = c;
+    x.s = c->sess;
+    x.a = a;
+    skey *root;
+    const char *why;
+    int r = search_parse(&x, &root, &why);
+    skey_free(root);
+    return r;
 }
 
 void cmd_search(imap_conn *c, args *a, int uid)
@@ -529,42 +696,35 @@ void cmd_search(imap_conn *c, args *a, int uid)
     x.c = c;
     x.s = c->sess;
     x.a = a;
-    /* CHARSET must come first if present. */
-    const tok *t = arg_peek(a);
-    if (t && t->type == TOK_ATOM && !ascii_casecmp(arg_str(a, a->i), "CHARSET")) {
-        a->i++;
-        const char *cs;
-        uint32_t cl;
-        if (arg_astring(a, &cs, &cl) < 0) {
-            reply(c, "BAD", "Missing charset");
-            return;
-        }
-        if (ascii_casecmp(cs, "US-ASCII") && ascii_casecmp(cs, "UTF-8")) {
-            reply(c, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset");
-            return;
-        }
+    skey *root;
+    const char *why = NULL;
+    /* Updates first, so "*" in the criteria means what the client knows. */
+    view_notify(c->sess, uid);
+    int r = search_parse(&x, &root, &why);
+    if (r == -2) {
+        reply(c, "NO", "[BADCHARSET (US-ASCII UTF-8 ISO-8859-1)] Unsupported charset");
+        return;
     }
-    skey *root = parse_and_until_rparen(&x);
-    if (!root || arg_end(a) < 0) {
-        skey_free(root);
-        reply(c, "BAD", "%s", x.err ? x.err : "Invalid search criteria");
+    if (r < 0) {
+        reply(c, "BAD", "%s", why);
         return;
     }
     imap_sess *s = c->sess;
-    view_notify(s, uid);
     out_puts(c, "* SEARCH");
     for (uint32_t i = 0; i < s->box->count; i++) {
         if (!view_visible(s, i) || (s->box->msg[i].flags & ST_F_EXPUNGED)) {
             continue;
         }
         x.idx = i;
-        x.hdr_ok = 0;
+        mime_tree_free(&x.tree);
+        x.tree_kind = 0;
         if (eval(&x, root)) {
             out_printf(c, " %u", uid ? s->box->msg[i].uid : view_idx2seq(s, i));
         }
     }
     out_puts(c, "\r\n");
-    dbuf_free(&x.hdr);
+    mime_tree_free(&x.tree);
+    dbuf_free(&x.scratch);
     skey_free(root);
     reply(c, "OK", "%sSEARCH completed", uid ? "UID " : "");
 }
