@@ -42,7 +42,11 @@ ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
 
 CORE_SRC    := $(wildcard core/*.c)
 STORAGE_SRC := $(wildcard storage/*.c)
-PORT_SRC    := $(wildcard port/posix/*.c)
+PORT_SRC    := $(wildcard port/posix/*.c) port/tls_mbedtls.c
+# mbedTLS is linked only when the generated header says CONFIG_TLS 1
+# (tls_mbedtls.c compiles to nothing otherwise). Read from config.h, not
+# .config, so an old .config without the symbol still links right.
+TLS_LIBS     = $(if $(shell grep -s '^\#define CONFIG_TLS 1$$' $(CONFIG_H)),-lmbedtls -lmbedx509 -lmbedcrypto)
 LIB_SRC     := $(CORE_SRC) $(STORAGE_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
 PORT_OBJ    := $(PORT_SRC:%.c=$(BUILD)/%.o)
@@ -60,7 +64,7 @@ endif
 $(DOTCONFIG):
 	$(Q)$(GENCONFIG) defconfig $(KCONFIG) board/host/defconfig $(DOTCONFIG)
 
-$(CONFIG_H): $(DOTCONFIG) $(KCONFIG) board/tools/genconfig.py
+$(CONFIG_H): $(DOTCONFIG) $(KCONFIG) $(wildcard port/Kconfig.*) board/tools/genconfig.py
 	$(Q)mkdir -p $(BUILD)
 	$(Q)$(GENCONFIG) header $(KCONFIG) $(DOTCONFIG) $@
 
@@ -71,12 +75,14 @@ $(BUILD)/%.o: %.c $(CONFIG_H)
 
 $(BUILD)/picoimapd: $(LIB_OBJ) $(PORT_OBJ)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(OPT) $(LDSAN) $(LDFLAGS) -o $@ $^
+	$(Q)$(CC) $(OPT) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) tests/unit/unit.h
+# Unit tests link the whole server but main(), so the port is the real one.
+PORT_LIB_OBJ := $(filter-out $(BUILD)/port/posix/main.o,$(PORT_OBJ))
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(PORT_LIB_OBJ) tests/unit/unit.h
 	$(Q)mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit $(LDSAN) -o $@ $< $(LIB_OBJ)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit $(LDSAN) -o $@ $< $(LIB_OBJ) $(PORT_LIB_OBJ) $(TLS_LIBS)
 
 -include $(LIB_OBJ:.o=.d) $(PORT_OBJ:.o=.d)
 
@@ -105,11 +111,16 @@ run: deps
 	exec ./picoimapd -c demo/picoimapd.conf
 
 # ---- tests ----
+# Every stage runs even when an earlier one fails, so one run reports all;
+# the exit status is nonzero if any failed.
 test: deps
 	$(Q)sh board/tools/deps.sh test
-	$(Q)$(MAKE) --no-print-directory test-unit test-integration
-	$(Q)$(MAKE) --no-print-directory test-asan
-	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-20}
+	$(Q)rc=0; \
+	$(MAKE) --no-print-directory test-unit || rc=1; \
+	$(MAKE) --no-print-directory test-integration || rc=1; \
+	$(MAKE) --no-print-directory test-asan || rc=1; \
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-20} || rc=1; \
+	exit $$rc
 
 test-unit: $(UNIT_BIN)
 	$(Q)sh tests/run-unit.sh $(UNIT_BIN)
@@ -118,7 +129,10 @@ test-integration: $(BUILD)/picoimapd
 	$(Q)PICOIMAPD=$(abspath $(BUILD)/picoimapd) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 test-asan:
-	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 test-unit test-integration
+	$(Q)rc=0; \
+	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 test-unit || rc=1; \
+	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 test-integration || rc=1; \
+	exit $$rc
 
 FUZZ_SECONDS ?= 20
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

@@ -8,6 +8,7 @@
 #include "cmd.h"
 #include "b64.h"
 #include "passwd.h"
+#include "sasl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,13 @@ void reply_st_err(imap_conn *c, int err, const char *what)
     }
 }
 
+/* Whether a password may be sent now: over TLS always; in clear only
+ * when the operator allowed it, or from loopback (unless turned off). */
+static int plaintext_ok(imap_conn *c)
+{
+    return c->tls || g_srv->cfg->allow_plaintext || (c->loopback && g_srv->cfg->plaintext_loopback);
+}
+
 void cmd_capability_list(imap_conn *c)
 {
     out_puts(c, "IMAP4rev1");
@@ -118,11 +126,20 @@ void cmd_capability_list(imap_conn *c)
 #endif
     out_puts(c, " SASL-IR ID IDLE UIDPLUS UNSELECT NAMESPACE CHILDREN");
     if (c->state == S_NOTAUTH) {
-        if (!g_srv->cfg->allow_plaintext && !c->loopback) {
+        if (CONFIG_TLS && !c->tls && g_srv->cfg->tls_cert) {
+            out_puts(c, " STARTTLS");
+        }
+        if (!plaintext_ok(c)) {
             out_puts(c, " LOGINDISABLED");
         } else {
 #if CONFIG_AUTH_PLAIN
             out_puts(c, " AUTH=PLAIN");
+#endif
+#if CONFIG_AUTH_LOGIN
+            out_puts(c, " AUTH=LOGIN");
+#endif
+#if CONFIG_AUTH_SCRAM
+            out_puts(c, " AUTH=SCRAM-SHA-256");
 #endif
         }
     }
@@ -161,6 +178,7 @@ void cmd_append_abort(imap_conn *c)
 
 void cmd_conn_gone(imap_conn *c)
 {
+    sasl_free(c);
     cmd_append_abort(c);
     unselect(c);
 }
@@ -261,18 +279,14 @@ static int user_name_ok(const char *u, size_t n)
     return 1;
 }
 
-static int plaintext_ok(imap_conn *c)
-{
-    return g_srv->cfg->allow_plaintext || c->loopback;
-}
-
 /* Check a user's password; on success enter the authenticated state. */
-static void do_login(imap_conn *c, const char *user, size_t ulen, const char *pass, size_t plen)
+void cmd_login_check(imap_conn *c, const char *user, size_t ulen, const char *pass, size_t plen)
 {
     char *text = NULL;
     size_t tlen = 0;
     int ok = 0;
-    if (user_name_ok(user, ulen)) {
+    /* A locked-out address costs us no hashing. */
+    if (user_name_ok(user, ulen) && !lockout_locked(c->peer, now_ms())) {
         int rc = st_slurp(st_vfs_posix(), g_srv->cfg->passwd, &text, &tlen, 16 << 20);
         if (rc < 0) {
             log_err("cannot read passwd file %s: %s", g_srv->cfg->passwd, st_strerror(rc));
@@ -282,19 +296,52 @@ static void do_login(imap_conn *c, const char *user, size_t ulen, const char *pa
         ok = pw_verify(text, tlen, user, ulen, pass, plen);
         free(text);
     }
+    cmd_login_done(c, user, ulen, ok);
+}
+
+/* The outcome of any password check (LOGIN, AUTHENTICATE PLAIN, LOGIN,
+ * SCRAM-SHA-256): failures are answered late on this connection's timer,
+ * counted per address, and lock the address out at CONFIG_LOCKOUT_FAILS. */
+void cmd_login_done(imap_conn *c, const char *user, size_t ulen, int ok)
+{
+    uint64_t now = now_ms();
+    if (lockout_locked(c->peer, now)) {
+        lockout_fail(c->peer, now);   /* trying on while locked extends the lock */
+        log_warn("%s: login for user '%.*s' refused: address locked out", c->peer,
+                 (int)(ulen > 64 ? 64 : ulen), user);
+        dbuf b = {0};
+        dbuf_printf(&b, "%s NO [UNAVAILABLE] Too many failed logins from your address; try again later\r\n"
+                        "* BYE Locked out\r\n", c->tag);
+        free(c->delayed);
+        c->delayed = b.p;
+        c->close_after_wake = 1;
+        c->wake_at = now + CONFIG_FAIL_DELAY_MS;
+        return;
+    }
+    if (ok && !user_name_ok(user, ulen)) {
+        ok = 0;   /* SCRAM's names come from elsewhere; store paths need a safe one */
+    }
     if (!ok) {
         c->login_fails++;
+        int locked = lockout_fail(c->peer, now);
         log_info("%s: login failed for user '%.*s'", c->peer, (int)(ulen > 64 ? 64 : ulen), user);
+        if (locked) {
+            log_warn("%s: locked out for %d s after %d failed logins", c->peer, CONFIG_LOCKOUT_WINDOW,
+                     CONFIG_LOCKOUT_FAILS);
+        }
         /* Answer later on this connection's own timer; others go on. */
         dbuf b = {0};
         dbuf_printf(&b, "%s NO [AUTHENTICATIONFAILED] Authentication failed\r\n", c->tag);
-        if (c->login_fails >= CONFIG_MAX_LOGIN_FAILS) {
+        if (locked) {
+            dbuf_adds(&b, "* BYE Too many failed logins from your address\r\n");
+            c->close_after_wake = 1;
+        } else if (c->login_fails >= CONFIG_MAX_LOGIN_FAILS) {
             dbuf_adds(&b, "* BYE Too many failed logins\r\n");
             c->close_after_wake = 1;
         }
         free(c->delayed);
         c->delayed = b.p;
-        c->wake_at = now_ms() + CONFIG_FAIL_DELAY_MS;
+        c->wake_at = now + CONFIG_FAIL_DELAY_MS;
         return;
     }
     c->user = xstrndup(user, ulen);
@@ -325,7 +372,7 @@ static void cmd_login(imap_conn *c, args *a)
         reply(c, "NO", "[PRIVACYREQUIRED] Plaintext authentication disallowed");
         return;
     }
-    do_login(c, u, ul, p, pl);
+    cmd_login_check(c, u, ul, p, pl);
 }
 
 /* SASL PLAIN message: [authzid] NUL authcid NUL passwd */
@@ -352,7 +399,7 @@ static void auth_plain(imap_conn *c, const char *b64, size_t n)
         reply(c, "NO", "[AUTHORIZATIONFAILED] Proxy authorization not supported");
         return;
     }
-    do_login(c, z1 + 1, ul, z2 + 1, pl);
+    cmd_login_check(c, z1 + 1, ul, z2 + 1, pl);
     memset(raw, 0, (size_t)rl);
     free(raw);
 }
@@ -385,12 +432,15 @@ static void cmd_authenticate(imap_conn *c, args *a)
         reply(c, "BAD", "Too many arguments");
         return;
     }
-    if (!CONFIG_AUTH_PLAIN || ascii_casecmp(mech, "PLAIN") != 0) {
-        reply(c, "NO", "Unsupported authentication mechanism");
-        return;
-    }
     if (!plaintext_ok(c)) {
         reply(c, "NO", "[PRIVACYREQUIRED] Plaintext authentication disallowed");
+        return;
+    }
+    if (!CONFIG_AUTH_PLAIN || ascii_casecmp(mech, "PLAIN") != 0) {
+        /* LOGIN and SCRAM-SHA-256 live in sasl.c. */
+        if (sasl_start(c, mech, ir, il, ir != NULL) < 0) {
+            reply(c, "NO", "Unsupported authentication mechanism");
+        }
         return;
     }
     if (ir) {
@@ -401,6 +451,22 @@ static void cmd_authenticate(imap_conn *c, args *a)
     out_puts(c, "+ \r\n");
     c->linefn = auth_line;
     c->tag = xstrdup(c->tag);
+}
+
+/* RFC 3501 6.2.1. The engine starts TLS once this OK has been written,
+ * and throws away whatever the client sent after this line. */
+static void cmd_starttls(imap_conn *c, args *a)
+{
+    if (arg_end(a) < 0) {
+        reply(c, "BAD", "STARTTLS takes no arguments");
+    } else if (!CONFIG_TLS || !g_srv->cfg->tls_cert) {
+        reply(c, "BAD", "STARTTLS is not available");
+    } else if (c->tls) {
+        reply(c, "BAD", "TLS is already active");
+    } else {
+        reply(c, "OK", "Begin TLS negotiation now");
+        c->starttls = 1;
+    }
 }
 
 /* ---- authenticated ---- */
@@ -767,7 +833,9 @@ static void cmd_list_common(imap_conn *c, args *a, int lsub)
     if (lsub) {
         namelist subs = {0};
         st_subs_list(g_srv->store, c->user, nl_cb_subs, &subs);
-        qsort(subs.e, subs.n, sizeof subs.e[0], nl_cmp);
+        if (subs.n) {
+            qsort(subs.e, subs.n, sizeof subs.e[0], nl_cmp);
+        }
         for (size_t i = 0; i < subs.n; i++) {
             struct nameent *e = &subs.e[i];
             if (!name_match(full.p, e->name)) {
@@ -777,7 +845,18 @@ static void cmd_list_common(imap_conn *c, args *a, int lsub)
                 struct nameent *x = nl_find(&all, e->name);
                 out_printf(c, "* LSUB (%s) \"/\" ", x && x->exists ? "" : "\\Noselect");
             } else {
-                /* A parent of subscribed names, matched through '%'. */
+                /* A parent of subscribed names is listed only where '%'
+                 * cut a subscribed name below it from the match. */
+                size_t pl2 = strlen(e->name);
+                int cut = 0;
+                for (size_t k = 0; k < subs.n && !cut; k++) {
+                    const char *d = subs.e[k].name;
+                    cut = subs.e[k].subscribed && strncmp(d, e->name, pl2) == 0 && d[pl2] == '/' &&
+                          !name_match(full.p, d);
+                }
+                if (!cut) {
+                    continue;
+                }
                 out_puts(c, "* LSUB (\\Noselect) \"/\" ");
             }
             out_mailbox(c, e->name);
@@ -785,7 +864,9 @@ static void cmd_list_common(imap_conn *c, args *a, int lsub)
         }
         nl_free(&subs);
     } else {
-        qsort(all.e, all.n, sizeof all.e[0], nl_cmp);
+        if (all.n) {
+            qsort(all.e, all.n, sizeof all.e[0], nl_cmp);
+        }
         for (size_t i = 0; i < all.n; i++) {
             struct nameent *e = &all.e[i];
             if (!name_match(full.p, e->name)) {
@@ -1284,6 +1365,7 @@ static void cmd_store(imap_conn *c, args *a, int uid)
 {
     imap_sess *s = c->sess;
     seqset set;
+    notify(c, uid);
     if (arg_msgset(c, a, uid, &set) < 0) {
         return;
     }
@@ -1322,7 +1404,6 @@ static void cmd_store(imap_conn *c, args *a, int uid)
         reply(c, "NO", "[READ-ONLY] Mailbox is read-only");
         return;
     }
-    notify(c, uid);
     x.changed = malloc((s->box->count ? s->box->count : 1) * sizeof *x.changed);
     if (!x.changed) {
         seqset_free(&set);
@@ -1380,6 +1461,7 @@ static void cmd_copy(imap_conn *c, args *a, int uid)
 {
     imap_sess *s = c->sess;
     seqset set;
+    notify(c, uid);
     if (arg_msgset(c, a, uid, &set) < 0) {
         return;
     }
@@ -1540,6 +1622,7 @@ static const cmd_def commands[] = {
     {"ID", S_ANY, cmd_id},
     {"LOGIN", S_NOTAUTH, cmd_login},
     {"AUTHENTICATE", S_NOTAUTH, cmd_authenticate},
+    {"STARTTLS", S_NOTAUTH, cmd_starttls},
     {"SELECT", S_AUTH | S_SELECTED, cmd_select_rw},
     {"EXAMINE", S_AUTH | S_SELECTED, cmd_examine},
     {"CREATE", S_AUTH | S_SELECTED, cmd_create},
@@ -1564,7 +1647,7 @@ static const cmd_def commands[] = {
     {"UID", S_SELECTED, cmd_uid},
 };
 
-static int tag_ok(const char *t, uint32_t n)
+int cmd_tag_ok(const char *t, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)t[i];
@@ -1579,7 +1662,7 @@ void cmd_dispatch(imap_conn *c)
 {
     imap_parser *p = &c->ps;
     args a = {c, 0, p->ntok};
-    if (p->toks[0].type != TOK_ATOM || !tag_ok(tok_s(p, 0), p->toks[0].len)) {
+    if (p->toks[0].type != TOK_ATOM || !cmd_tag_ok(tok_s(p, 0), p->toks[0].len)) {
         out_puts(c, "* BAD Missing or invalid tag\r\n");
         cmd_append_abort(c);
         return;

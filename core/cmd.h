@@ -50,6 +50,8 @@ void cmd_fetch(imap_conn *c, args *a, int uid);
 void fetch_job_free(imap_conn *c);
 /* search.c */
 void cmd_search(imap_conn *c, args *a, int uid);
+/* Parse SEARCH criteria only (for the fuzzer); 0 if valid. */
+int  search_parse_check(imap_conn *c, args *a);
 /* flags: parse "\Seen" etc. Returns 0 and sets flags and kw. */
 int  parse_flag_list(imap_conn *c, args *a, st_box *box, uint8_t *flags, uint64_t *kw, int create_kw);
 

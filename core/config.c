@@ -26,6 +26,8 @@ int cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, s
     memset(cfg, 0, sizeof *cfg);
     cfg->log_level = LOG_INFO_;
     cfg->allow_plaintext = CONFIG_ALLOW_PLAINTEXT_DEFAULT;
+    cfg->plaintext_loopback = 1;
+    cfg->tls_handshake_timeout = CONFIG_TLS_HANDSHAKE_TIMEOUT;
     int lineno = 0;
     const char *p = text;
     while (*p) {
@@ -103,6 +105,33 @@ int cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, s
             cfg->log_level = found;
         } else if (strcmp(k, "allow_plaintext") == 0) {
             cfg->allow_plaintext = yesno(v);
+        } else if (strcmp(k, "plaintext_loopback") == 0) {
+            cfg->plaintext_loopback = yesno(v);
+        } else if (strcmp(k, "listen_tls") == 0) {
+            if (cfg->nlisten_tls >= sizeof cfg->listen_tls / sizeof cfg->listen_tls[0]) {
+                snprintf(err, errlen, "line %d: too many listen_tls lines", lineno);
+                return -1;
+            }
+            cfg->listen_tls[cfg->nlisten_tls++] = xstrdup(v);
+        } else if (strcmp(k, "tls_cert") == 0 || strcmp(k, "tls_key") == 0) {
+            char **dst = k[4] == 'c' ? &cfg->tls_cert : &cfg->tls_key;
+            free(*dst);
+            *dst = path_join(basedir, v);
+        } else if (strcmp(k, "tls_handshake_timeout") == 0) {
+            uint32_t t;
+            if (parse_u32(v, strlen(v), &t) < 0 || t < 1 || t > 600) {
+                snprintf(err, errlen, "line %d: tls_handshake_timeout is 1 to 600 seconds", lineno);
+                return -1;
+            }
+            cfg->tls_handshake_timeout = t;
+        } else if (strcmp(k, "user") == 0) {
+            free(cfg->user);
+            cfg->user = xstrdup(v);
+        } else if (strcmp(k, "chroot") == 0) {
+            free(cfg->chroot);
+            cfg->chroot = path_join(basedir, v);
+        } else if (strcmp(k, "allow_root") == 0) {
+            cfg->allow_root = yesno(v);
         } else {
             snprintf(err, errlen, "line %d: unknown key '%s'", lineno, k);
             return -1;
@@ -122,6 +151,18 @@ int cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, s
     if (!cfg->log) {
         cfg->log = xstrdup("stderr");
     }
+    if ((cfg->nlisten_tls || cfg->tls_cert || cfg->tls_key) && !CONFIG_TLS) {
+        snprintf(err, errlen, "TLS settings given but this build has no TLS (CONFIG_TLS)");
+        return -1;
+    }
+    if (cfg->nlisten_tls && (!cfg->tls_cert || !cfg->tls_key)) {
+        snprintf(err, errlen, "listen_tls needs tls_cert = ... and tls_key = ...");
+        return -1;
+    }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        snprintf(err, errlen, "tls_cert and tls_key go together");
+        return -1;
+    }
     return 0;
 }
 
@@ -133,5 +174,12 @@ void cfg_free(imap_cfg *cfg)
     free(cfg->store);
     free(cfg->passwd);
     free(cfg->log);
+    for (unsigned i = 0; i < cfg->nlisten_tls; i++) {
+        free(cfg->listen_tls[i]);
+    }
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->user);
+    free(cfg->chroot);
     memset(cfg, 0, sizeof *cfg);
 }

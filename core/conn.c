@@ -12,6 +12,7 @@
  * read and its command is not resumed until the client reads.
  */
 #include "imap.h"
+#include "view.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,9 +155,15 @@ void reply(imap_conn *c, const char *status, const char *fmt, ...)
 
 void conn_flush(imap_conn *c)
 {
+    if (c->tls_hs) {
+        return;   /* nothing goes out in clear, or into a half-made session */
+    }
     while (c->out.head && c->closing != 2) {
         outchunk *h = c->out.head;
-        long w = port_write(c->pc, h->data + h->off, h->len - h->off);
+        /* After a 0 from port_tls_write the same bytes are offered again,
+         * as mbedTLS requires. */
+        long w = c->tls ? port_tls_write(c->tls, h->data + h->off, h->len - h->off)
+                        : port_write(c->pc, h->data + h->off, h->len - h->off);
         if (w < 0) {
             c->closing = 2;
             break;
@@ -232,6 +239,7 @@ static void conn_destroy(imap_conn *c)
     if (c->state == S_NOTAUTH) {
         g_srv->npreauth--;
     }
+    port_tls_close(c->tls);   /* close_notify, then free the session */
     port_close(c->pc);
     if (c->prev) {
         c->prev->next = c->next;
@@ -255,7 +263,7 @@ static void conn_destroy(imap_conn *c)
 
 static int can_process(const imap_conn *c)
 {
-    return !c->closing && !c->cont && !c->wake_at && !out_full(c);
+    return !c->closing && !c->cont && !c->wake_at && !out_full(c) && !c->starttls && !c->tls_hs;
 }
 
 static void process(imap_conn *c)
@@ -288,14 +296,21 @@ static void process(imap_conn *c)
             touch(c);
             cmd_dispatch(c);
             parse_clear(&c->ps);
+            if (c->starttls) {
+                /* CVE-2011-0411: whatever the client pipelined in clear
+                 * after STARTTLS must never run as if it came over TLS. */
+                pos = c->in.len;
+            }
             break;
         case PARSE_LITERAL:
             cmd_literal(c);
             break;
         case PARSE_ERROR: {
             const imap_parser *p = &c->ps;
-            if (p->ntok > 0 && p->toks[0].type == TOK_ATOM) {
-                out_printf(c, "%s BAD %s\r\n", tok_s(p, 0), p->err);
+            /* Only a finished tag token is a tag (the error may have
+             * struck inside the first word). */
+            if (p->ntok > 1 && p->toks[0].type == TOK_ATOM && cmd_tag_ok(tok_s(p, 0), p->toks[0].len)) {
+                out_printf(c, "%.*s BAD %s\r\n", (int)p->toks[0].len, tok_s(p, 0), p->err);
             } else {
                 out_printf(c, "* BAD %s\r\n", p->err);
             }
@@ -333,7 +348,8 @@ static void conn_read(imap_conn *c)
             c->in.p = np;
             c->in.cap = READ_CHUNK + 1;
         }
-        long r = port_read(c->pc, c->in.p + c->in.len, room);
+        long r = c->tls ? port_tls_read(c->tls, c->in.p + c->in.len, room)
+                        : port_read(c->pc, c->in.p + c->in.len, room);
         if (r < 0) {
             c->closing = 2;
             return;
@@ -361,6 +377,35 @@ static void run_cont(imap_conn *c)
     }
 }
 
+#define PUMP_ROUNDS 64  /* output rounds per event, so one client cannot
+                           hold the loop (64 x CONFIG_OUT_HIGH bytes) */
+
+/* Run the command in progress and then pipelined input for as long as the
+ * socket takes the output. */
+static void pump(imap_conn *c)
+{
+    for (int i = 0; i < PUMP_ROUNDS; i++) {
+        run_cont(c);
+        if (!c->cont && c->in.len && can_process(c)) {
+            process(c);
+        }
+        conn_flush(c);
+        if (c->closing || !c->cont || out_full(c)) {
+            break;
+        }
+    }
+}
+
+static int conn_start_tls(imap_conn *c);
+
+/* Whether c should be read now (also: whether TLS-buffered bytes of c
+ * must be drained before the loop sleeps). */
+static int wants_read(const imap_conn *c)
+{
+    return !c->closing && !c->cont && !c->wake_at && !out_full(c) && c->in.len < READ_CHUNK &&
+           !c->starttls && !c->tls_hs;
+}
+
 /* Decide what to wait for next; free the connection when it is done. */
 static void conn_update(imap_conn *c)
 {
@@ -371,25 +416,76 @@ static void conn_update(imap_conn *c)
         conn_destroy(c);
         return;
     }
-    int rd = !c->closing && !c->cont && !c->wake_at && !out_full(c) && c->in.len < READ_CHUNK;
-    port_want(c->pc, rd, c->out.head != NULL);
+    if (c->starttls && !c->out.head && !c->closing) {
+        /* The tagged OK is out in clear; from here on only TLS. */
+        c->starttls = 0;
+        if (conn_start_tls(c) < 0) {
+            conn_destroy(c);
+            return;
+        }
+    }
+    if (c->tls_hs) {
+        port_want(c->pc, c->tls_want == PORT_EV_READ, c->tls_want == PORT_EV_WRITE);
+        return;
+    }
+    /* A paused command with room for output is resumed next turn. */
+    port_want(c->pc, wants_read(c), c->out.head != NULL || (c->cont && !c->closing));
+}
+
+/* Start a TLS session on c (implicit TLS at accept, or after STARTTLS).
+ * The handshake gets its own, shorter deadline. */
+static int conn_start_tls(imap_conn *c)
+{
+    dbuf_free(&c->in);
+    c->tls = port_tls_new(c->pc);
+    if (!c->tls) {
+        log_warn("%s: cannot start TLS (out of memory or no certificate)", c->peer);
+        return -1;
+    }
+    c->tls_hs = 1;
+    c->tls_want = PORT_EV_READ;
+    c->deadline = now_ms() + (uint64_t)g_srv->cfg->tls_handshake_timeout * 1000;
+    return 0;
+}
+
+/* One handshake step. Returns 1 when it completed just now. */
+static int conn_tls_step(imap_conn *c)
+{
+    int r = port_tls_handshake(c->tls, &c->tls_want);
+    if (r == PORT_TLS_AGAIN) {
+        return 0;
+    }
+    if (r == PORT_TLS_FAILED) {
+        log_info("%s: TLS handshake failed", c->peer);
+        c->closing = 2;
+        return 0;
+    }
+    c->tls_hs = 0;
+    conn_enter_state(c, c->state);   /* the login timer starts now */
+    if (c->kind == LISTEN_IMAPS) {
+        cmd_greeting(c);
+    }
+    return 1;
 }
 
 void imap_on_event(void *ctx, int ev)
 {
     imap_conn *c = ctx;
+    if (c->tls_hs) {
+        if (!conn_tls_step(c)) {
+            conn_update(c);
+            return;
+        }
+        ev |= PORT_EV_READ;   /* a first command may follow the handshake */
+    }
     if (ev & PORT_EV_WRITE) {
         conn_flush(c);
     }
-    run_cont(c);
-    if (c->in.len && can_process(c)) {
-        process(c);
-    }
+    pump(c);
     if (ev & PORT_EV_READ) {
         conn_read(c);
     }
-    run_cont(c);
-    conn_flush(c);
+    pump(c);
     conn_update(c);
 }
 
@@ -439,7 +535,14 @@ void *imap_on_accept(port_conn *pc, int kind)
     g_srv->nconns++;
     port_set_ctx(pc, c);
     log_debug("%s: connected", c->peer);
-    cmd_greeting(c);
+    if (kind == LISTEN_IMAPS) {
+        /* Implicit TLS: the greeting waits for the handshake. */
+        if (conn_start_tls(c) < 0) {
+            c->closing = 2;
+        }
+    } else {
+        cmd_greeting(c);
+    }
     conn_flush(c);
     conn_update(c);
     return c;
@@ -449,9 +552,10 @@ void *imap_on_accept(port_conn *pc, int kind)
 
 static int listen_all(imap_cfg *cfg)
 {
-    for (unsigned i = 0; i < cfg->nlisten; i++) {
+    for (unsigned i = 0; i < cfg->nlisten + cfg->nlisten_tls; i++) {
         char host[128];
-        const char *spec = cfg->listen[i];
+        int tls = i >= cfg->nlisten;   /* listen_tls lines come after listen lines */
+        const char *spec = tls ? cfg->listen_tls[i - cfg->nlisten] : cfg->listen[i];
         const char *colon = strrchr(spec, ':');
         if (!colon || (size_t)(colon - spec) >= sizeof host) {
             log_err("listen %s: expected host:port", spec);
@@ -470,17 +574,43 @@ static int listen_all(imap_cfg *cfg)
             log_err("listen %s: bad port", spec);
             return -1;
         }
-        if (!port_listen(host, port, LISTEN_IMAP)) {
+        if (!port_listen(host, port, tls ? LISTEN_IMAPS : LISTEN_IMAP)) {
             return -1;
         }
     }
     return 0;
 }
 
+#define IDLE_POLL_MS 500  /* how often idling sessions look for outside changes */
+
+/* Sessions in IDLE learn of other sessions' changes at once (view_kick);
+ * changes by other processes (deliver, an outside MDA) are found by this
+ * poll, so a delivered message reaches an idling client within a second. */
+static void idle_poll(void)
+{
+    for (imap_conn *c = g_srv->conns; c; c = c->next) {
+        if (c->idling && c->sess && !c->closing) {
+            view_notify(c->sess, 1);
+            conn_flush(c);
+            port_want(c->pc, 1, c->out.head != NULL);
+        }
+    }
+}
+
 static int timers(void)
 {
     uint64_t now = now_ms();
     uint64_t next = UINT64_MAX;
+    static uint64_t last_idle_poll;
+    int any_idle = 0;
+    if (CONFIG_TLS && port_tls_hup_requested() && g_srv->cfg->tls_cert) {
+        char err[256];
+        if (port_tls_reload(err, sizeof err) < 0) {
+            log_err("SIGHUP: %s; keeping the old certificate", err);
+        } else {
+            log_info("SIGHUP: reloaded the TLS certificate and key");
+        }
+    }
     imap_conn *c = g_srv->conns;
     while (c) {
         imap_conn *nx = c->next;
@@ -508,6 +638,15 @@ static int timers(void)
             c = nx;
             continue;
         }
+        if (c->tls && !c->tls_hs && wants_read(c) && port_tls_pending(c->tls)) {
+            /* Decrypted bytes the socket will never signal: drain them
+             * before the loop sleeps, and do not sleep this turn. */
+            imap_on_event(c, PORT_EV_READ);
+            next = now;
+            c = nx;
+            continue;
+        }
+        any_idle |= c->idling;
         if (c->deadline && c->deadline < next) {
             next = c->deadline;
         }
@@ -515,6 +654,15 @@ static int timers(void)
             next = c->wake_at;
         }
         c = nx;
+    }
+    if (any_idle) {
+        if (now - last_idle_poll >= IDLE_POLL_MS) {
+            last_idle_poll = now;
+            idle_poll();
+        }
+        if (last_idle_poll + IDLE_POLL_MS < next) {
+            next = last_idle_poll + IDLE_POLL_MS;
+        }
     }
     if (next == UINT64_MAX) {
         return -1;
@@ -527,12 +675,29 @@ int imap_server_run(imap_cfg *cfg)
     static imap_server srv;
     g_srv = &srv;
     srv.cfg = cfg;
+    if (cfg->tls_cert) {
+        char err[512];
+        if (port_tls_setup(cfg->tls_cert, cfg->tls_key, err, sizeof err) < 0) {
+            log_err("%s", err);
+            return 1;
+        }
+    }
+    if (listen_all(cfg) < 0) {
+        return 1;
+    }
+    if (CONFIG_PRIV_DROP) {
+        /* After binding ports and reading the key, before touching the
+         * store, so the store's files belong to the unprivileged user. */
+        char err[512];
+        char **paths[] = {&cfg->store, &cfg->passwd};
+        if (port_drop_privileges(cfg->user, cfg->chroot, cfg->allow_root, paths, 2, err, sizeof err) < 0) {
+            log_err("%s", err);
+            return 1;
+        }
+    }
     int rc = st_store_open(&srv.store, cfg->store, st_vfs_posix());
     if (rc < 0) {
         log_err("cannot open store %s: %s", cfg->store, st_strerror(rc));
-        return 1;
-    }
-    if (listen_all(cfg) < 0) {
         return 1;
     }
     while (port_poll(timers()) == 0) {
@@ -547,5 +712,6 @@ int imap_server_run(imap_cfg *cfg)
         conn_update(c);
     }
     st_store_close(srv.store);
+    port_tls_shutdown();
     return 0;
 }

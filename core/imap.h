@@ -17,6 +17,8 @@
 #include "store.h"
 #include "parse.h"
 #include "util.h"
+#include "tls.h"
+#include "priv.h"
 
 /* Connection states (RFC 3501 section 3). Bit values so the command table
  * can say where a command is allowed. */
@@ -29,7 +31,7 @@ enum {
 #define S_ANY (S_NOTAUTH | S_AUTH | S_SELECTED)
 
 /* Listener kinds. */
-enum { LISTEN_IMAP = 1 };
+enum { LISTEN_IMAP = 1, LISTEN_IMAPS = 2 /* implicit TLS */ };
 
 /* Runtime configuration (the config file). */
 typedef struct imap_cfg {
@@ -40,6 +42,15 @@ typedef struct imap_cfg {
     char    *log;              /* "stderr" or "syslog" */
     int      log_level;        /* LOG_*_ */
     int      allow_plaintext;  /* plaintext LOGIN/AUTHENTICATE allowed */
+    int      plaintext_loopback; /* ...and on loopback without TLS (default yes) */
+    char    *listen_tls[8];    /* "host:port" of implicit-TLS listeners */
+    unsigned nlisten_tls;
+    char    *tls_cert;         /* PEM certificate chain */
+    char    *tls_key;          /* PEM private key */
+    unsigned tls_handshake_timeout; /* seconds a TLS handshake may take */
+    char    *user;             /* drop root to this user after start-up */
+    char    *chroot;           /* chroot here before dropping root */
+    int      allow_root;       /* keep running as root (not advised) */
 } imap_cfg;
 
 int  cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, size_t errlen);
@@ -92,6 +103,11 @@ typedef struct imap_conn {
     uint64_t    append_size;        /* its announced size */
     char       *delayed;            /* response held back (failed login) */
     int         close_after_wake;   /* close once the delayed reply is out */
+    port_tls   *tls;                /* TLS session, NULL while plaintext */
+    int         tls_hs;             /* handshake in progress */
+    int         tls_want;           /* PORT_EV_* the handshake waits for */
+    int         starttls;           /* STARTTLS answered: start TLS once output is out */
+    struct sasl_state *sasl;        /* AUTHENTICATE exchange in progress */
 } imap_conn;
 
 typedef struct imap_server {
@@ -131,5 +147,11 @@ void cmd_capability_list(imap_conn *c);
 void cmd_conn_gone(imap_conn *c);
 void cmd_greeting(imap_conn *c);
 void cmd_append_abort(imap_conn *c);
+int  cmd_tag_ok(const char *t, uint32_t n);
+/* Check a password and finish the login command in progress (delayed NO,
+ * lock-out, or OK and the authenticated state). */
+void cmd_login_check(imap_conn *c, const char *user, size_t ulen, const char *pass, size_t plen);
+/* Finish it with a result decided elsewhere (SCRAM). */
+void cmd_login_done(imap_conn *c, const char *user, size_t ulen, int ok);
 
 #endif

@@ -55,8 +55,9 @@ static int check_b64_run(const char *s, size_t n)
                 hi_surrogate = u;
             } else if (u >= 0xdc00 && u <= 0xdfff) {
                 return -1;
-            } else if (u >= 0x20 && u <= 0x7e) {
-                /* Printable ASCII must be written directly. */
+            } else if (u <= 0x7f || (u >= 0x80 && u <= 0x9f)) {
+                /* Printable ASCII must be written directly; controls
+                 * (NUL above all) have no place in a name. */
                 return -1;
             }
         }
@@ -90,6 +91,11 @@ char *mailbox_name(const char *s, uint32_t len, const char **why)
                 continue;
             }
             int used = check_b64_run(s + i + 1, len - i - 1);
+            /* Two runs back to back must be written as one (RFC 3501). */
+            if (used >= 0 && i + 1 + (uint32_t)used < len && s[i + 1 + used] == '&' &&
+                !(i + 2 + (uint32_t)used < len && s[i + 2 + used] == '-')) {
+                used = -1;
+            }
             if (used < 0) {
                 *why = "Mailbox name is not valid modified UTF-7";
                 return NULL;

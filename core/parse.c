@@ -226,6 +226,11 @@ int parse_feed(imap_parser *p, const char *buf, size_t n, size_t *used)
             break;
 
         case PS_START:
+            if (c == ' ' || c == '(' || c == ')' || c == '"' || c == '{') {
+                r = fail(p, "Missing or invalid tag", 0);
+                goto out;
+            }
+            /* fall through */
         case PS_BETWEEN:
         between:
             if (c == ' ') {
@@ -289,6 +294,12 @@ int parse_feed(imap_parser *p, const char *buf, size_t n, size_t *used)
             break;
 
         case PS_ATOM:
+            if (p->ntok == 1 && (c == '(' || c == ')' || c == '"')) {
+                /* Not a tag: answer untagged. */
+                p->ntok = 0;
+                r = fail(p, "Missing or invalid tag", 0);
+                goto out;
+            }
             if (c == ' ' || c == '(' || c == ')' || c == '\r' || c == '\n' || c == '"') {
                 if (tok_end(p) < 0) {
                     r = fail(p, "Command too large", 0);

@@ -27,6 +27,7 @@ enum pw_scheme {
     PW_S_SHA512,        /* encoded SHA-512(pass) */
     PW_S_SSHA256,       /* base64(SHA-256(pass || salt) || salt) */
     PW_S_SSHA512,       /* base64(SHA-512(pass || salt) || salt) */
+    PW_S_SCRAM_SHA256,  /* iter,b64(salt),b64(StoredKey),b64(ServerKey) */
 };
 
 static const struct {
@@ -42,6 +43,7 @@ static const struct {
     { "SHA512", PW_S_SHA512 },
     { "SSHA256", PW_S_SSHA256 },
     { "SSHA512", PW_S_SSHA512 },
+    { "SCRAM-SHA-256", PW_S_SCRAM_SHA256 },
 };
 
 /* ---- SHA-crypt ---- */
@@ -516,6 +518,140 @@ int pw_verify(const char *text, size_t textlen, const char *user, size_t ulen,
         return pw_check_digest(pass, plen, v, vlen, 0, 1);
     case PW_S_SSHA512:
         return pw_check_digest(pass, plen, v, vlen, 1, 1);
+    case PW_S_SCRAM_SHA256: {
+        pw_scram k, calc;
+        int ok = pw_scram_parse(v, vlen, &k) == 0 &&
+                 pw_scram_from_pass(pass, plen, k.salt, k.saltlen, k.iter, &calc) == 0 &&
+                 sha2_equal(k.stored_key, calc.stored_key, SHA256_DIGEST_LEN);
+        sha2_wipe(&calc, sizeof calc);
+        return ok;
+    }
     }
     return 0;
+}
+
+/* ---- SCRAM-SHA-256 (RFC 5802, RFC 7677) ---- */
+
+int pw_scram_from_pass(const char *pass, size_t plen, const uint8_t *salt, size_t slen,
+                       uint32_t iter, pw_scram *out)
+{
+    uint8_t salted[SHA256_DIGEST_LEN], ckey[SHA256_DIGEST_LEN];
+
+    if (plen > PW_PASS_MAX || slen == 0 || slen > PW_SCRAM_SALT_MAX || iter < 1 ||
+        iter > PW_SCRAM_ITER_LIMIT) {
+        return -1;
+    }
+    if (sha256_pbkdf2(pass, plen, salt, slen, iter, salted, sizeof salted) < 0) {
+        return -1;
+    }
+    out->iter = iter;
+    memcpy(out->salt, salt, slen);
+    out->saltlen = slen;
+    sha256_hmac(salted, sizeof salted, "Client Key", 10, ckey);
+    sha256(ckey, sizeof ckey, out->stored_key);
+    sha256_hmac(salted, sizeof salted, "Server Key", 10, out->server_key);
+    sha2_wipe(salted, sizeof salted);
+    sha2_wipe(ckey, sizeof ckey);
+    return 0;
+}
+
+/* Next comma-separated field of v at *pos; -1 at the end. */
+static int pw_field(const char *v, size_t vlen, size_t *pos, const char **f, size_t *flen)
+{
+    size_t st = *pos, i = st;
+
+    if (st > vlen) {
+        return -1;
+    }
+    while (i < vlen && v[i] != ',') {
+        i++;
+    }
+    *f = v + st;
+    *flen = i - st;
+    *pos = i + 1;
+    return 0;
+}
+
+int pw_scram_parse(const char *v, size_t vlen, pw_scram *out)
+{
+    const char *f;
+    size_t flen, pos = 0, i;
+    uint32_t iter = 0;
+    uint8_t key[SHA256_DIGEST_LEN + 3];
+    int n;
+
+    /* Dovecot: "<iterations>,<salt>,<StoredKey>,<ServerKey>", all base64. */
+    if (pw_field(v, vlen, &pos, &f, &flen) < 0 || flen == 0 || flen > 7) {
+        return -1;
+    }
+    for (i = 0; i < flen; i++) {
+        if (f[i] < '0' || f[i] > '9') {
+            return -1;
+        }
+        iter = iter * 10 + (uint32_t)(f[i] - '0');
+    }
+    if (iter < 1 || iter > PW_SCRAM_ITER_LIMIT) {
+        return -1;
+    }
+    out->iter = iter;
+    if (pw_field(v, vlen, &pos, &f, &flen) < 0) {
+        return -1;
+    }
+    n = b64_decode(f, flen, out->salt, sizeof out->salt);
+    if (n <= 0) {
+        return -1;
+    }
+    out->saltlen = (size_t)n;
+    if (pw_field(v, vlen, &pos, &f, &flen) < 0 ||
+        b64_decode(f, flen, key, sizeof key) != SHA256_DIGEST_LEN) {
+        return -1;
+    }
+    memcpy(out->stored_key, key, SHA256_DIGEST_LEN);
+    if (pw_field(v, vlen, &pos, &f, &flen) < 0 || pos <= vlen ||
+        b64_decode(f, flen, key, sizeof key) != SHA256_DIGEST_LEN) {
+        return -1;
+    }
+    memcpy(out->server_key, key, SHA256_DIGEST_LEN);
+    return 0;
+}
+
+int pw_scram_lookup(const char *text, size_t textlen, const char *user, size_t ulen,
+                    const uint8_t *salt, size_t slen, uint32_t iter, pw_scram *out)
+{
+    const char *hash;
+    size_t hlen;
+
+    if (!pw_find(text, textlen, user, ulen, &hash, &hlen)) {
+        return 0;
+    }
+    if (hlen > 15 && pw_name_eq(hash, 15, "{SCRAM-SHA-256}")) {
+        return pw_scram_parse(hash + 15, hlen - 15, out) == 0;
+    }
+    /* A cleartext entry: derive keys now (costs iter HMACs per attempt). */
+    if (hlen > 7 && pw_name_eq(hash, 7, "{PLAIN}")) {
+        return pw_scram_from_pass(hash + 7, hlen - 7, salt, slen, iter, out) == 0;
+    }
+    if (hlen > 11 && pw_name_eq(hash, 11, "{CLEARTEXT}")) {
+        return pw_scram_from_pass(hash + 11, hlen - 11, salt, slen, iter, out) == 0;
+    }
+    return 0;
+}
+
+int pw_hash_scram_sha256(const char *pass, size_t plen, const uint8_t *salt, size_t slen,
+                         uint32_t iter, char *out, size_t outsz)
+{
+    pw_scram k;
+    char s64[B64_ENCODED_LEN(PW_SCRAM_SALT_MAX) + 1];
+    char k1[B64_ENCODED_LEN(SHA256_DIGEST_LEN) + 1], k2[sizeof k1];
+    int n;
+
+    if (pw_scram_from_pass(pass, plen, salt, slen, iter, &k) < 0 ||
+        b64_encode(k.salt, k.saltlen, s64, sizeof s64) < 0 ||
+        b64_encode(k.stored_key, SHA256_DIGEST_LEN, k1, sizeof k1) < 0 ||
+        b64_encode(k.server_key, SHA256_DIGEST_LEN, k2, sizeof k2) < 0) {
+        return -1;
+    }
+    sha2_wipe(&k, sizeof k);
+    n = snprintf(out, outsz, "{SCRAM-SHA-256}%u,%s,%s,%s", (unsigned)iter, s64, k1, k2);
+    return n < 0 || (size_t)n >= outsz ? -1 : n;
 }

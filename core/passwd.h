@@ -31,6 +31,7 @@
 #define PASSWD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Longest password accepted, in bytes. SHA-crypt's cost grows with the
  * password: every round hashes it about twice more, and one step hashes it
@@ -90,5 +91,44 @@ int pw_hash_sha512_crypt(const char *pass, size_t plen, const char *salt,
  * outsz is too small (PW_SHA_CRYPT_MAX always suffices). */
 int pw_sha_crypt(const char *pass, size_t plen, const char *setting, size_t slen,
                  char *out, size_t outsz);
+
+/* ---- SCRAM-SHA-256 (RFC 5802, RFC 7677), Dovecot's {SCRAM-SHA-256} ----
+ * Stored form: {SCRAM-SHA-256}<iterations>,<b64 salt>,<b64 StoredKey>,
+ * <b64 ServerKey>. LOGIN/PLAIN check a password against it too. */
+
+/* Salt bytes accepted (Dovecot writes 16). */
+#define PW_SCRAM_SALT_MAX 64
+/* PBKDF2 iterations accepted in a stored hash: as for SHA-crypt, one
+ * thread must not be stalled by a hostile or mistaken hash. */
+#define PW_SCRAM_ITER_LIMIT 1000000UL
+/* Buffer that always holds pw_hash_scram_sha256's output and NUL. */
+#define PW_SCRAM_HASH_MAX (15 + 8 + 88 + 2 * 44 + 4)
+
+typedef struct pw_scram {
+    uint32_t iter;                  /* PBKDF2 iteration count */
+    uint8_t  salt[PW_SCRAM_SALT_MAX];
+    size_t   saltlen;               /* bytes used in salt */
+    uint8_t  stored_key[32];        /* H(HMAC(SaltedPassword, "Client Key")) */
+    uint8_t  server_key[32];        /* HMAC(SaltedPassword, "Server Key") */
+} pw_scram;
+
+/* Derive the SCRAM keys from a password. 0, or -1 for bad arguments. */
+int pw_scram_from_pass(const char *pass, size_t plen, const uint8_t *salt, size_t slen,
+                       uint32_t iter, pw_scram *out);
+
+/* Parse the part after "{SCRAM-SHA-256}". 0 or -1. */
+int pw_scram_parse(const char *v, size_t vlen, pw_scram *out);
+
+/* The SCRAM keys of user: from a {SCRAM-SHA-256} entry, or derived from a
+ * {PLAIN}/{CLEARTEXT} entry with the caller's salt and iter. 1 if found
+ * and usable, 0 otherwise (unknown user, or a one-way scheme such as
+ * {SHA512-CRYPT} from which SCRAM keys cannot be made). */
+int pw_scram_lookup(const char *text, size_t textlen, const char *user, size_t ulen,
+                    const uint8_t *salt, size_t slen, uint32_t iter, pw_scram *out);
+
+/* Write "{SCRAM-SHA-256}..." and a NUL for a new user. Returns its length
+ * or -1 (bad arguments, outsz < PW_SCRAM_HASH_MAX). */
+int pw_hash_scram_sha256(const char *pass, size_t plen, const uint8_t *salt, size_t slen,
+                         uint32_t iter, char *out, size_t outsz);
 
 #endif

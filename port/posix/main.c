@@ -11,12 +11,19 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: picoimapd [-c CONFIG]      run the server in the foreground\n"
-            "       picoimapd -V               print the version\n");
+            "       picoimapd -V               print the version\n"
+            "       picoimapd passwd [-s SCRAM-SHA-256|SHA512-CRYPT] [USER]\n"
+            "                                  print a passwd-file line\n");
     exit(2);
 }
 
+int posix_passwd_main(int argc, char **argv);   /* passwd_cmd.c */
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "passwd") == 0) {
+        return posix_passwd_main(argc - 1, argv + 1);
+    }
     const char *conf = "/etc/picoimapd.conf";
     int opt;
     while ((opt = getopt(argc, argv, "c:Vh")) != -1) {

@@ -183,6 +183,11 @@ static void test_names(void)
     CHECK(mailbox_name("a//b", 4, &why) == NULL);
     CHECK(mailbox_name("", 0, &why) == NULL);
     CHECK(mailbox_name("a\0b", 3, &why) == NULL);
+    CHECK(mailbox_name("&ZeVnLIqe-&ZeVnLIqe-", 20, &why) == NULL); /* split run */
+    CHECK(mailbox_name("&AAA-", 5, &why) == NULL);                 /* NUL */
+    n = mailbox_name("&ZeVnLIqe-&-", 12, &why);
+    CHECK_EQ_STR(n, "&ZeVnLIqe-&-");
+    free(n);
     n = mailbox_name("&ZeVnLIqe-", 10, &why);   /* RFC 3501 example */
     CHECK_EQ_STR(n, "&ZeVnLIqe-");
     free(n);
