@@ -9,6 +9,8 @@
 #include "b64.h"
 #include "passwd.h"
 #include "sasl.h"
+#include "ext.h"
+#include "sort.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -121,10 +123,19 @@ static int plaintext_ok(imap_conn *c)
 void cmd_capability_list(imap_conn *c)
 {
     out_puts(c, "IMAP4rev1");
+    if (CONFIG_EXT_IMAP4REV2) {
+        out_puts(c, " IMAP4rev2");
+    }
 #if CONFIG_LITERAL_PLUS
     out_puts(c, " LITERAL+");
+#elif CONFIG_EXT_LITERAL_MINUS
+    out_puts(c, " LITERAL-");
 #endif
     out_puts(c, " SASL-IR ID IDLE UIDPLUS UNSELECT NAMESPACE CHILDREN");
+    ext_capability_list(c);
+#if CONFIG_SORT
+    out_puts(c, " SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
+#endif
     if (c->state == S_NOTAUTH) {
         if (CONFIG_TLS && !c->tls && g_srv->cfg->tls_cert) {
             out_puts(c, " STARTTLS");
@@ -165,6 +176,7 @@ static void unselect(imap_conn *c)
 
 void cmd_append_abort(imap_conn *c)
 {
+    ext_mappend_abort(c);
     if (c->append) {
         st_append_abort(c->append);
         c->append = NULL;
@@ -345,6 +357,7 @@ void cmd_login_done(imap_conn *c, const char *user, size_t ulen, int ok)
         return;
     }
     c->user = xstrndup(user, ulen);
+    int new_user = c->user && !st_mailbox_exists(g_srv->store, c->user, "INBOX");
     int rc = st_user_ensure(g_srv->store, c->user);
     if (rc < 0) {
         log_err("%s: cannot prepare store for %s: %s", c->peer, c->user, st_strerror(rc));
@@ -353,6 +366,7 @@ void cmd_login_done(imap_conn *c, const char *user, size_t ulen, int ok)
         reply(c, "NO", "[UNAVAILABLE] Mail store unavailable");
         return;
     }
+    ext_user_setup(c, new_user);
     log_info("%s: user %s logged in", c->peer, c->user);
     conn_enter_state(c, S_AUTH);
     out_printf(c, "%s OK [CAPABILITY ", c->tag);
@@ -482,29 +496,34 @@ static void write_flags_list(imap_conn *c, st_box *box, int perm)
 
 static void cmd_select(imap_conn *c, args *a, int readonly)
 {
+    int was_selected = c->state == S_SELECTED;
     unselect(c);
     if (c->state == S_SELECTED) {
         conn_enter_state(c, S_AUTH);
-        /* RFC 7162 CLOSED would go here once CONDSTORE exists. */
+    }
+    if (was_selected && (c->ext_on & EXT_CONDSTORE)) {
+        out_puts(c, "* OK [CLOSED] Previous mailbox closed\r\n");   /* RFC 7162 3.2.11 */
     }
     char *name = arg_mailbox(c, a);
     if (!name) {
         return;
     }
-    if (arg_end(a) < 0) {
+    ext_select q;
+    if (ext_select_parse(c, a, &q) < 0) {
         free(name);
-        reply(c, "BAD", "Too many arguments");
         return;
     }
     st_box *box;
     int rc = st_box_open(g_srv->store, c->user, name, &box);
     free(name);
     if (rc < 0) {
+        ext_select_done(c, &q);
         reply_st_err(c, rc, readonly ? "EXAMINE" : "SELECT");
         return;
     }
     imap_sess *s = view_open(c, box, readonly);
     if (!s) {
+        ext_select_done(c, &q);
         st_box_close(box);
         reply(c, "NO", "[SERVERBUG] Out of memory");
         return;
@@ -520,7 +539,10 @@ static void cmd_select(imap_conn *c, args *a, int readonly)
         write_flags_list(c, box, 1);
     }
     out_puts(c, "] Flags permitted\r\n");
-    out_printf(c, "* %u EXISTS\r\n* %u RECENT\r\n", s->exists, s->recent_count);
+    out_printf(c, "* %u EXISTS\r\n", s->exists);
+    if (!(c->ext_on & EXT_REV2)) {
+        out_printf(c, "* %u RECENT\r\n", s->recent_count);
+    }
     for (uint32_t seq = 1; seq <= s->exists; seq++) {
         long idx = view_seq2idx(s, seq);
         if (idx >= 0 && !(box->msg[idx].flags & ST_F_SEEN)) {
@@ -530,6 +552,7 @@ static void cmd_select(imap_conn *c, args *a, int readonly)
     }
     out_printf(c, "* OK [UIDVALIDITY %u] UIDs valid\r\n", box->uidvalidity);
     out_printf(c, "* OK [UIDNEXT %u] Predicted next UID\r\n", box->uidnext);
+    ext_select_done(c, &q);
     reply(c, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE", readonly ? "EXAMINE" : "SELECT");
 }
 
@@ -547,6 +570,10 @@ static void cmd_create(imap_conn *c, args *a)
 {
     char *name = arg_mailbox(c, a);
     if (!name) {
+        return;
+    }
+    if (ext_create_use(c, a, name) < 0) {
+        free(name);
         return;
     }
     if (arg_end(a) < 0) {
@@ -600,6 +627,67 @@ static void cmd_delete(imap_conn *c, args *a)
     reply(c, "OK", "DELETE completed");
 }
 
+/* Collects the names below a \Noselect parent for rename_tree. */
+struct below { const char *prefix; size_t plen; char **names; size_t n; };
+
+static void below_cb(void *ctx, const char *name)
+{
+    struct below *b = ctx;
+    if (strncmp(name, b->prefix, b->plen) == 0 && name[b->plen] == '/') {
+        char **nn = realloc(b->names, (b->n + 1) * sizeof *nn);
+        if (nn) {
+            b->names = nn;
+            b->names[b->n++] = xstrdup(name);
+        }
+    }
+}
+
+static int name_cmp(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* RENAME of a mailbox, or of a \Noselect parent that exists only through
+ * its children: then each top-most child moves (with its own children). */
+static int rename_tree(imap_conn *c, const char *from, const char *to)
+{
+    if (st_mailbox_exists(g_srv->store, c->user, from) || strcmp(from, "INBOX") == 0) {
+        return st_mailbox_rename(g_srv->store, c->user, from, to);
+    }
+    struct below b = {from, strlen(from), NULL, 0};
+    st_mailbox_list(g_srv->store, c->user, below_cb, &b);
+    if (b.n == 0) {
+        return ST_ENOENT;
+    }
+    if (b.n > 1) {
+        qsort(b.names, b.n, sizeof b.names[0], name_cmp);
+    }
+    int rc = 0;
+    const char *top = NULL;
+    for (size_t i = 0; i < b.n; i++) {
+        const char *nm = b.names[i];
+        size_t tl = top ? strlen(top) : 0;
+        if (top && strncmp(nm, top, tl) == 0 && nm[tl] == '/') {
+            continue;   /* moved along with its ancestor */
+        }
+        top = nm;
+        dbuf dst = {0};
+        dbuf_printf(&dst, "%s%s", to, nm + b.plen);
+        if (rc == 0 && st_mailbox_exists(g_srv->store, c->user, dst.p)) {
+            rc = ST_EEXIST;
+        }
+        if (rc == 0) {
+            rc = st_mailbox_rename(g_srv->store, c->user, nm, dst.p);
+        }
+        dbuf_free(&dst);
+    }
+    for (size_t i = 0; i < b.n; i++) {
+        free(b.names[i]);
+    }
+    free(b.names);
+    return rc;
+}
+
 static void cmd_rename(imap_conn *c, args *a)
 {
     char *from = arg_mailbox(c, a);
@@ -622,7 +710,7 @@ static void cmd_rename(imap_conn *c, args *a)
         reply(c, "NO", "[ALREADYEXISTS] Same name");
     } else if (strncmp(to, from, strlen(from)) == 0 && to[strlen(from)] == '/' && strcmp(from, "INBOX") != 0) {
         reply(c, "NO", "[CANNOT] Cannot rename a mailbox below itself");
-    } else if ((rc = st_mailbox_rename(g_srv->store, c->user, from, to)) < 0) {
+    } else if ((rc = rename_tree(c, from, to)) < 0) {
         reply_st_err(c, rc, "RENAME");
     } else {
         notify(c, 1);
@@ -872,8 +960,9 @@ static void cmd_list_common(imap_conn *c, args *a, int lsub)
             if (!name_match(full.p, e->name)) {
                 continue;
             }
-            out_printf(c, "* LIST (%s%s) \"/\" ", e->exists ? "" : "\\Noselect ",
-                       e->children ? "\\HasChildren" : "\\HasNoChildren");
+            const char *su = e->exists ? ext_special_use(e->name) : NULL;
+            out_printf(c, "* LIST (%s%s%s%s) \"/\" ", e->exists ? "" : "\\Noselect ",
+                       e->children ? "\\HasChildren" : "\\HasNoChildren", su ? " " : "", su ? su : "");
             out_mailbox(c, e->name);
             out_puts(c, "\r\n");
         }
@@ -886,6 +975,13 @@ static void cmd_list_common(imap_conn *c, args *a, int lsub)
 
 static void cmd_list(imap_conn *c, args *a)
 {
+    /* Extended syntax: selection options, several patterns or RETURN. */
+    if (CONFIG_EXT_LIST_EXTENDED && a->n > a->i &&
+        (c->ps.toks[a->i].type == TOK_LPAREN || (a->n > a->i + 1 && c->ps.toks[a->i + 1].type == TOK_LPAREN) ||
+         a->n > a->i + 2)) {
+        ext_list(c, a);
+        return;
+    }
     cmd_list_common(c, a, 0);
 }
 
@@ -906,7 +1002,7 @@ static void cmd_status(imap_conn *c, args *a)
     if (!name) {
         return;
     }
-    enum { M = 1, R = 2, UN = 4, UV = 8, US = 16 };
+    enum { M = 1, R = 2, UN = 4, UV = 8, US = 16, HM = 32, SZ = 64, AL = 128 };
     int want = 0;
     int order[8], no = 0;
     if (arg_lparen(a) < 0) {
@@ -919,7 +1015,10 @@ static void cmd_status(imap_conn *c, args *a)
     while (arg_atom(a, &it, &il) == 0) {
         int bit = !ascii_casecmp(it, "MESSAGES") ? M : !ascii_casecmp(it, "RECENT") ? R
                 : !ascii_casecmp(it, "UIDNEXT") ? UN : !ascii_casecmp(it, "UIDVALIDITY") ? UV
-                : !ascii_casecmp(it, "UNSEEN") ? US : 0;
+                : !ascii_casecmp(it, "UNSEEN") ? US
+                : CONFIG_EXT_CONDSTORE && !ascii_casecmp(it, "HIGHESTMODSEQ") ? HM
+                : CONFIG_EXT_STATUS_SIZE && !ascii_casecmp(it, "SIZE") ? SZ
+                : CONFIG_EXT_STATUS_SIZE && !ascii_casecmp(it, "APPENDLIMIT") ? AL : 0;
         if (!bit) {
             free(name);
             reply(c, "BAD", "Unknown STATUS item");
@@ -944,12 +1043,17 @@ static void cmd_status(imap_conn *c, args *a)
     }
     st_box_refresh(box);
     uint32_t msgs = 0, recent = 0, unseen = 0;
+    uint64_t size = 0;
+    if (want & HM) {
+        c->ext_on |= EXT_CONDSTORE;   /* a CONDSTORE-enabling command */
+    }
     for (uint32_t i = 0; i < box->count; i++) {
         const st_msg *m = &box->msg[i];
         if (m->flags & ST_F_EXPUNGED) {
             continue;
         }
         msgs++;
+        size += m->size;
         recent += m->uid >= box->recent_uid;
         unseen += !(m->flags & ST_F_SEEN);
     }
@@ -966,6 +1070,9 @@ static void cmd_status(imap_conn *c, args *a)
         case UN: out_printf(c, "UIDNEXT %u", box->uidnext); break;
         case UV: out_printf(c, "UIDVALIDITY %u", box->uidvalidity); break;
         case US: out_printf(c, "UNSEEN %u", unseen); break;
+        case HM: out_printf(c, "HIGHESTMODSEQ %llu", (unsigned long long)ext_modseq(box->highestmodseq)); break;
+        case SZ: out_printf(c, "SIZE %llu", (unsigned long long)size); break;
+        case AL: out_printf(c, "APPENDLIMIT %llu", (unsigned long long)EXT_APPENDLIMIT); break;
         }
     }
     out_puts(c, ")\r\n");
@@ -1039,9 +1146,11 @@ static void cmd_append(imap_conn *c, args *a)
         reply(c, "BAD", "Usage: APPEND mailbox [(flags)] [date-time] literal");
         return;
     }
-    /* Skip to the literal and make sure nothing follows it. */
-    while (a->i < a->n && c->ps.toks[a->i].type != TOK_STREAMED) {
-        a->i++;
+    /* Skip to the last literal and make sure nothing follows it. */
+    for (uint32_t i = a->i; i < a->n; i++) {
+        if (c->ps.toks[i].type == TOK_STREAMED) {
+            a->i = i;
+        }
     }
     a->i++;
     if (err || arg_end(a) < 0) {
@@ -1054,12 +1163,20 @@ static void cmd_append(imap_conn *c, args *a)
         }
         return;
     }
-    uint32_t uid = 0;
-    int rc = st_append_end(ap, &uid);
-    if (rc == 0) {
-        rc = st_box_commit(box);
+    dbuf uids = {0};
+    int rc;
+    if (c->mappend) {
+        rc = ext_mappend_finish(c, box, ap, &uids);
+    } else {
+        uint32_t uid = 0;
+        rc = st_append_end(ap, &uid);
+        if (rc == 0) {
+            rc = st_box_commit(box);
+        }
+        dbuf_printf(&uids, "%u", uid);
     }
     if (rc < 0) {
+        dbuf_free(&uids);
         st_box_close(box);
         reply_st_err(c, rc, "APPEND");
         return;
@@ -1068,7 +1185,10 @@ static void cmd_append(imap_conn *c, args *a)
     view_kick(box, c->sess);
     st_box_close(box);
     notify(c, 1);
-    reply(c, "OK", "[APPENDUID %u %u] APPEND completed", uidv, uid);
+    out_printf(c, "%s OK [APPENDUID %u ", c->tag, uidv);   /* the set may be long */
+    out_write(c, uids.p, uids.len);
+    out_puts(c, "] APPEND completed\r\n");
+    dbuf_free(&uids);
 }
 
 static void append_sink(void *ctx, const char *p, size_t n)
@@ -1094,10 +1214,81 @@ static void refuse_literal(imap_conn *c, const char *tag, const char *status, co
     parse_clear(&c->ps);
 }
 
+/* MULTIAPPEND (RFC 3502): the literal of a further message of the APPEND
+ * in progress. The previous one is set aside whole (not yet given a UID);
+ * this one streams to its own st_append on the same mailbox. */
+static void append_next(imap_conn *c, const char *tag)
+{
+    imap_parser *p = &c->ps;
+    uint32_t last = 0;
+    for (uint32_t i = 0; i < p->ntok; i++) {
+        if (p->toks[i].type == TOK_STREAMED) {
+            last = i;
+        }
+    }
+    args a = {c, last + 1, p->ntok};
+    char *tagcopy = xstrdup(tag);
+    uint8_t flags = 0;
+    uint64_t kw = 0;
+    int tz = 0;
+    int64_t idate = port_time(&tz);
+    const char *s;
+    uint32_t n;
+    int rc;
+    if (c->append_err) {
+        refuse_literal(c, tagcopy, "NO", c->append_err == ST_EQUOTA || c->append_err == ST_ENOSPC
+                                             ? "[OVERQUOTA] Not enough space" : "[SERVERBUG] Cannot append");
+        goto fail;
+    }
+    if (p->lit_len > CONFIG_LITERAL_MAX) {
+        refuse_literal(c, tagcopy, "NO", "[TOOBIG] Message too large");
+        goto fail;
+    }
+    if (arg_peek(&a) && arg_peek(&a)->type == TOK_LPAREN) {
+        int fr = parse_flag_list(c, &a, c->append_box, &flags, &kw, 1);
+        if (fr < 0) {
+            refuse_literal(c, tagcopy, fr == -2 ? "NO" : "BAD", fr == -2 ? "[LIMIT] Too many keywords" : "Invalid flag list");
+            goto fail;
+        }
+    }
+    if (arg_peek(&a) && (arg_astring(&a, &s, &n) < 0 || parse_date_time(s, n, &idate, &tz) < 0)) {
+        refuse_literal(c, tagcopy, "BAD", "Invalid date-time");
+        goto fail;
+    }
+    if (arg_end(&a) < 0) {
+        refuse_literal(c, tagcopy, "BAD", "Invalid APPEND arguments");
+        goto fail;
+    }
+    if ((rc = ext_mappend_push(c)) < 0) {
+        refuse_literal(c, tagcopy, "NO", "[SERVERBUG] Out of memory");
+        goto fail;
+    }
+    rc = st_append_begin(c->append_box, idate, tz, flags, kw, p->lit_len, &c->append);
+    if (rc < 0) {
+        c->append = NULL;
+        refuse_literal(c, tagcopy, "NO", rc == ST_EQUOTA || rc == ST_ENOSPC ? "[OVERQUOTA] Not enough space" : "[SERVERBUG] Cannot append");
+        goto fail;
+    }
+    parse_literal_accept(p, LIT_SINK, append_sink, c);
+    if (!p->lit_plus) {
+        out_puts(c, "+ Ready for literal data\r\n");
+    }
+    free(tagcopy);
+    return;
+fail:
+    cmd_append_abort(c);
+    free(tagcopy);
+}
+
 void cmd_literal(imap_conn *c)
 {
     imap_parser *p = &c->ps;
     const char *tag = p->ntok > 0 && p->toks[0].type == TOK_ATOM ? tok_s(p, 0) : "*";
+    if (CONFIG_EXT_MULTIAPPEND && c->append && c->state != S_NOTAUTH && p->depth == 0 && p->ntok >= 3 &&
+        p->toks[1].type == TOK_ATOM && ascii_casecmp(tok_s(p, 1), "APPEND") == 0) {
+        append_next(c, tag);
+        return;
+    }
     int is_append = c->state != S_NOTAUTH && p->ntok >= 3 && p->toks[1].type == TOK_ATOM &&
                     ascii_casecmp(tok_s(p, 1), "APPEND") == 0 && p->depth == 0 && !c->append;
     if (is_append) {
@@ -1293,11 +1484,11 @@ static int arg_msgset(imap_conn *c, args *a, int uid, seqset *set)
     } else {
         star = sess->exists;
     }
-    if (seqset_parse(set, s, n, star) < 0) {
+    if (ext_msgset(sess, s, n, uid, star, set) < 0) {
         reply(c, "BAD", "Invalid message set");
         return -1;
     }
-    if (!uid && (sess->exists == 0 || set->r[set->n - 1][1] > sess->exists)) {
+    if (!uid && !set->dollar && (sess->exists == 0 || set->r[set->n - 1][1] > sess->exists)) {
         seqset_free(set);
         reply(c, "BAD", "Invalid message sequence number");
         return -1;
@@ -1330,13 +1521,27 @@ struct store_ctx {
     int      err;
     uint32_t *changed;  /* indexes to report */
     uint32_t nchanged;
+    int      has_unchanged;  /* UNCHANGEDSINCE given (RFC 7162) */
+    uint64_t unchanged;      /* its value */
+    uint32_t *failed;   /* UIDs or sequence numbers that failed it */
+    uint32_t nfailed;
 };
+
+static int u32_cmp(const void *p, const void *q)
+{
+    uint32_t x = *(const uint32_t *)p, y = *(const uint32_t *)q;
+    return x < y ? -1 : x > y;
+}
 
 static void store_one(imap_sess *s, uint32_t idx, void *vctx)
 {
     struct store_ctx *x = vctx;
     st_msg *m = &s->box->msg[idx];
     if (x->err || (m->flags & ST_F_EXPUNGED)) {
+        return;
+    }
+    if (x->has_unchanged && m->modseq > x->unchanged) {
+        x->failed[x->nfailed++] = x->uid ? m->uid : view_idx2seq(s, idx);
         return;
     }
     uint8_t nf = m->flags;
@@ -1373,6 +1578,19 @@ static void cmd_store(imap_conn *c, args *a, int uid)
     uint32_t il;
     struct store_ctx x = {0};
     x.uid = uid;
+    if (CONFIG_EXT_CONDSTORE && arg_lparen(a) == 0) {
+        /* (UNCHANGEDSINCE n), the only STORE modifier we know */
+        const char *m;
+        uint32_t ml;
+        if (arg_atom(a, &m, &ml) < 0 || ascii_casecmp(m, "UNCHANGEDSINCE") != 0 ||
+            arg_atom(a, &m, &ml) < 0 || parse_u64(m, ml, &x.unchanged) < 0 || arg_rparen(a) < 0) {
+            seqset_free(&set);
+            reply(c, "BAD", "Invalid STORE modifier");
+            return;
+        }
+        x.has_unchanged = 1;
+        c->ext_on |= EXT_CONDSTORE;
+    }
     if (arg_atom(a, &item, &il) < 0) {
         seqset_free(&set);
         reply(c, "BAD", "Missing STORE item");
@@ -1405,32 +1623,57 @@ static void cmd_store(imap_conn *c, args *a, int uid)
         return;
     }
     x.changed = malloc((s->box->count ? s->box->count : 1) * sizeof *x.changed);
-    if (!x.changed) {
+    x.failed = malloc((s->box->count ? s->box->count : 1) * sizeof *x.failed);
+    if (!x.changed || !x.failed) {
+        free(x.changed);
+        free(x.failed);
         seqset_free(&set);
         reply(c, "NO", "[SERVERBUG] Out of memory");
         return;
     }
     for_each_msg(s, &set, uid, store_one, &x);
     int rc = x.err ? x.err : st_box_commit(s->box);
-    for (uint32_t k = 0; k < x.nchanged && !x.silent; k++) {
+    int modseq = (c->ext_on & EXT_CONDSTORE) != 0;
+    for (uint32_t k = 0; k < x.nchanged && (!x.silent || modseq); k++) {
         uint32_t idx = x.changed[k];
         out_printf(c, "* %u FETCH (", view_idx2seq(s, idx));
         if (uid) {
             out_printf(c, "UID %u ", s->box->msg[idx].uid);
         }
-        out_puts(c, "FLAGS ");
-        view_out_flags(s, idx);
+        if (!x.silent) {
+            out_puts(c, "FLAGS ");
+            view_out_flags(s, idx);
+        }
+        if (modseq) {
+            out_printf(c, "%sMODSEQ (%llu)", x.silent ? "" : " ",
+                       (unsigned long long)ext_modseq(s->box->msg[idx].modseq));
+        }
         out_puts(c, ")\r\n");
     }
     s->told_modseq = s->box->highestmodseq;
     free(x.changed);
+    dbuf mod = {0};
+    if (x.nfailed) {
+        qsort(x.failed, x.nfailed, sizeof *x.failed, u32_cmp);
+        ext_numset(&mod, x.failed, x.nfailed);
+    }
+    free(x.failed);
     seqset_free(&set);
     view_kick(s->box, s);
     if (rc < 0) {
+        dbuf_free(&mod);
         reply_st_err(c, rc, "STORE");
         return;
     }
-    reply(c, "OK", "%sSTORE completed", uid ? "UID " : "");
+    if (mod.len) {
+        /* Not reply(): the set may be longer than its line buffer. */
+        out_printf(c, "%s OK [MODIFIED ", c->tag);
+        out_write(c, mod.p, mod.len);
+        out_printf(c, "] Conditional %sSTORE failed for some\r\n", uid ? "UID " : "");
+    } else {
+        reply(c, "OK", "%sSTORE completed", uid ? "UID " : "");
+    }
+    dbuf_free(&mod);
 }
 
 struct copy_ctx {
@@ -1457,12 +1700,31 @@ static void copy_one(imap_sess *s, uint32_t idx, void *vctx)
     x->n++;
 }
 
-static void cmd_copy(imap_conn *c, args *a, int uid)
+static void expunge_one(imap_sess *s, uint32_t idx, void *vctx)
+{
+    struct copy_ctx *x = vctx;
+    if (!x->err && !(s->box->msg[idx].flags & ST_F_EXPUNGED)) {
+        int rc = st_expunge(s->box, idx);
+        if (rc < 0) {
+            x->err = rc;
+        }
+    }
+}
+
+/* COPY, or MOVE (RFC 6851): copy, commit the copies, then expunge the
+ * originals; COPYUID goes in an untagged OK before the EXPUNGEs. */
+static void cmd_copy_move(imap_conn *c, args *a, int uid, int move)
 {
     imap_sess *s = c->sess;
     seqset set;
+    const char *what = move ? (uid ? "UID MOVE" : "MOVE") : (uid ? "UID COPY" : "COPY");
     notify(c, uid);
     if (arg_msgset(c, a, uid, &set) < 0) {
+        return;
+    }
+    if (move && s->readonly) {
+        seqset_free(&set);
+        reply(c, "NO", "[READ-ONLY] Mailbox is read-only");
         return;
     }
     char *name = arg_mailbox(c, a);
@@ -1491,19 +1753,39 @@ static void cmd_copy(imap_conn *c, args *a, int uid)
     }
     for_each_msg(s, &set, uid, copy_one, &x);
     rc = x.err ? x.err : st_box_commit(x.dst);
-    seqset_free(&set);
     if (rc < 0) {
+        seqset_free(&set);
         /* Messages already copied stay; the client was told NO. A later
          * issue makes COPY all-or-nothing. */
         st_box_close(x.dst);
         dbuf_free(&x.src);
         dbuf_free(&x.dstuids);
-        reply_st_err(c, rc, "COPY");
+        reply_st_err(c, rc, what);
         return;
     }
     uint32_t uidv = x.dst->uidvalidity;
     view_kick(x.dst, s);
     st_box_close(x.dst);
+    if (move) {
+        if (x.n) {
+            out_printf(c, "* OK [COPYUID %u %s %s] Moved\r\n", uidv, x.src.p, x.dstuids.p);
+        }
+        for_each_msg(s, &set, uid, expunge_one, &x);
+        rc = x.err ? x.err : st_box_commit(s->box);
+        view_sync(s->box);
+        view_kick(s->box, s);
+        notify(c, 1);
+        seqset_free(&set);
+        dbuf_free(&x.src);
+        dbuf_free(&x.dstuids);
+        if (rc < 0) {
+            reply_st_err(c, rc, what);
+        } else {
+            reply(c, "OK", "%s completed", what);
+        }
+        return;
+    }
+    seqset_free(&set);
     notify(c, uid);
     if (x.n) {
         reply(c, "OK", "[COPYUID %u %s %s] %sCOPY completed", uidv, x.src.p, x.dstuids.p, uid ? "UID " : "");
@@ -1512,6 +1794,25 @@ static void cmd_copy(imap_conn *c, args *a, int uid)
     }
     dbuf_free(&x.src);
     dbuf_free(&x.dstuids);
+}
+
+static void cmd_copy(imap_conn *c, args *a, int uid)
+{
+    cmd_copy_move(c, a, uid, 0);
+}
+
+static void cmd_move(imap_conn *c, args *a, int uid)
+{
+    cmd_copy_move(c, a, uid, 1);
+}
+
+static void cmd_move_seq(imap_conn *c, args *a)
+{
+    if (!CONFIG_EXT_MOVE) {
+        reply(c, "BAD", "Unknown command");
+        return;
+    }
+    cmd_move(c, a, 0);
 }
 
 static void cmd_fetch_seq(imap_conn *c, args *a)
@@ -1529,9 +1830,21 @@ static void cmd_copy_seq(imap_conn *c, args *a)
     cmd_copy(c, a, 0);
 }
 
+
+
 static void cmd_search_seq(imap_conn *c, args *a)
 {
     cmd_search(c, a, 0);
+}
+
+static void cmd_sort_seq(imap_conn *c, args *a)
+{
+    cmd_sort(c, a, 0);
+}
+
+static void cmd_thread_seq(imap_conn *c, args *a)
+{
+    cmd_thread(c, a, 0);
 }
 
 static void cmd_uid(imap_conn *c, args *a)
@@ -1548,8 +1861,14 @@ static void cmd_uid(imap_conn *c, args *a)
         cmd_store(c, a, 1);
     } else if (!ascii_casecmp(sub, "COPY")) {
         cmd_copy(c, a, 1);
+    } else if (CONFIG_EXT_MOVE && !ascii_casecmp(sub, "MOVE")) {
+        cmd_move(c, a, 1);
     } else if (!ascii_casecmp(sub, "SEARCH")) {
         cmd_search(c, a, 1);
+    } else if (CONFIG_SORT && !ascii_casecmp(sub, "SORT")) {
+        cmd_sort(c, a, 1);
+    } else if (CONFIG_SORT && !ascii_casecmp(sub, "THREAD")) {
+        cmd_thread(c, a, 1);
     } else if (!ascii_casecmp(sub, "EXPUNGE")) {
         seqset set;
         if (arg_msgset(c, a, 1, &set) < 0) {
@@ -1645,6 +1964,15 @@ static const cmd_def commands[] = {
     {"STORE", S_SELECTED, cmd_store_seq},
     {"COPY", S_SELECTED, cmd_copy_seq},
     {"UID", S_SELECTED, cmd_uid},
+    /* Extensions (ext.c); a disabled one answers BAD like an unknown command. */
+    {"ENABLE", S_AUTH | S_SELECTED, cmd_enable},
+    {"MOVE", S_SELECTED, cmd_move_seq},
+    {"GETQUOTA", S_AUTH | S_SELECTED, cmd_getquota},
+    {"GETQUOTAROOT", S_AUTH | S_SELECTED, cmd_getquotaroot},
+    {"SETQUOTA", S_AUTH | S_SELECTED, cmd_setquota},
+    /* With CONFIG_SORT off these answer BAD like an unknown command. */
+    {"SORT", S_SELECTED, cmd_sort_seq},
+    {"THREAD", S_SELECTED, cmd_thread_seq},
 };
 
 int cmd_tag_ok(const char *t, uint32_t n)
