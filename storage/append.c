@@ -190,6 +190,9 @@ static int write_locked(st_append *a, uint32_t *uidp)
     int tail = a->enc.last == '\n' ? 1 : 2;
     uint64_t off = start + (uint64_t)pad + (uint64_t)hl;
     uint32_t crc = st_crc32(0, hdr + pad, (size_t)hl);
+    if ((r = st_quota_check(b, (uint64_t)pad + (uint64_t)hl + dlen + (uint64_t)tail)) != 0) {
+        return r;
+    }
     b->dirty_mbox = 1;
     if (!a->spool) {
         /* one write for the whole thing */

@@ -22,6 +22,14 @@
 
 #include "st_int.h"
 
+/* A repair happened: tell whoever asked (picoimapd check). */
+void st_note(stbox *b, const char *what)
+{
+    if (b->s->note) {
+        b->s->note(b->s->note_ctx, b->pub.user, b->pub.name, what);
+    }
+}
+
 /* ---------------- the in-memory index ---------------- */
 
 int st_msg_push(st_box *bx, const st_msg *m)
@@ -437,6 +445,7 @@ static int rebuild(stbox *b, uint32_t uidvalidity, uint32_t min_uidnext)
     st_stat ms;
     int garbage, r;
     index_init(&t);
+    st_note(b, "rebuilt the state log from the mbox");
     r = st_vfstat(b->mbox, &ms);
     if (!r) {
         r = st_scan_mbox(b->mbox, 0, ms.size, rebuild_cb, &c, &garbage);
@@ -509,9 +518,14 @@ static int merge(stbox *b, stbox *t)
             m->modseq = n->modseq;
             m->off = n->off;
             m->dlen = n->dlen;
-        } else if (!(m->flags & ST_F_EXPUNGED)) {
-            m->flags |= ST_F_EXPUNGED; /* gone from the new log: expunged */
-            changed = 1;
+        } else {
+            if (!(m->flags & ST_F_EXPUNGED)) {
+                m->flags |= ST_F_EXPUNGED; /* gone from the new log: expunged */
+                changed = 1;
+            }
+            if (b->mbox_replaced) {
+                m->off = UINT64_MAX; /* its bytes left with the old file */
+            }
         }
     }
     for (j = 0; j < tx->count; j++) {
@@ -576,9 +590,11 @@ static int full_load(stbox *b, int depth)
         return r ? r : full_load(b, depth + 1);
     }
     if (r >= 0 && good < ls.size) {
+        st_note(b, "cut a torn tail off the state log");
         r = st_vtruncate(log, good);
     }
     if (r >= 0 && trim != UINT64_MAX) {
+        st_note(b, "cut an unacknowledged message off the mbox");
         r = st_vtruncate(b->mbox, trim);
         b->dirty_mbox = 1;
     }
@@ -603,7 +619,7 @@ static int full_load(stbox *b, int depth)
         b->pub.change++;
         memset(&t, 0, sizeof t);
         /* nobody in this process has seen the expunged ones: drop them */
-        st_box_purge(&b->pub);
+        st_box_purge_only(&b->pub);
     } else {
         r = merge(b, &t);
         box_free_index(&t);
@@ -620,6 +636,7 @@ static int full_load(stbox *b, int depth)
     b->log_ino = ls.ino;
     b->log_end = good;
     b->ckpt_size = good;
+    b->mbox_replaced = 0;
     (void)depth;
     return 0;
 }
@@ -630,6 +647,7 @@ typedef struct tail_ctx {
     stbox *b;
     int n;       /* messages indexed */
     int trim;    /* the tail is not an outside delivery: cut it */
+    uint64_t cut; /* where to cut (the start of the first bad message) */
     int err;
 } tail_ctx;
 
@@ -639,10 +657,15 @@ static int tail_cb(void *ctx, st_found *f)
 {
     tail_ctx *c = ctx;
     stbox *b = c->b;
-    if (c->n == 0 && (f->ours || !f->valid_from || !f->first_hdr_ok)) {
+    if ((c->n == 0 && f->ours) || !f->valid_from || !f->first_hdr_ok || f->nul ||
+        (f->from_ours && !f->ours)) {
         /* our own torn or unlogged write (a writer died before its record),
-         * or garbage: never acknowledged, so it goes */
+         * or garbage: never acknowledged, so it goes -- from here on; an
+         * outside delivery before it stays. A torn write can keep our From
+         * line and lose the X-UID header we always write after it, or
+         * leave zero fill. */
         c->trim = 1;
+        c->cut = f->start;
         return 1;
     }
     /* keywords named in X-Keywords */
@@ -713,7 +736,7 @@ static int mbox_tail(stbox *b, int depth)
         r = rebuild(b, b->pub.uidvalidity, b->pub.uidnext);
         return r ? r : box_sync(b, depth + 1);
     }
-    tail_ctx c = { b, 0, 0, 0 };
+    tail_ctx c = { b, 0, 0, 0, 0 };
     int garbage;
     r = st_scan_mbox(b->mbox, b->mbox_end, ms.size, tail_cb, &c, &garbage);
     if (r < 0) {
@@ -723,12 +746,17 @@ static int mbox_tail(stbox *b, int depth)
         return c.err;
     }
     if (c.n == 0 || c.trim) {
+        st_note(b, "cut unindexed bytes (an unfinished write) off the mbox");
         /* trim only what is not indexed */
-        r = st_vtruncate(b->mbox, b->mbox_end);
+        uint64_t at = c.n && c.cut > b->mbox_end ? c.cut : b->mbox_end;
+        r = st_vtruncate(b->mbox, at);
         b->dirty_mbox = 1;
-        return r;
+        if (r || c.n == 0) {
+            return r;
+        }
     }
     b->pub.change++;
+    st_note(b, "indexed messages another program appended to the mbox");
     /* clients will see these UIDs now: make them durable at once */
     r = st_vsync(b->mbox);
     if (!r) {
@@ -761,9 +789,11 @@ static int box_sync(stbox *b, int depth)
             r = 0;
             b->log_end = good;
             if (good < ls.size) {
+                st_note(b, "cut a torn tail off the state log");
                 r = st_vtruncate(b->log, good);
             }
             if (!r && trim != UINT64_MAX) {
+                st_note(b, "cut an unacknowledged message off the mbox");
                 r = st_vtruncate(b->mbox, trim);
                 b->dirty_mbox = 1;
             }
@@ -819,8 +849,16 @@ int st_box_lock(stbox *b)
         st_vclose(b->mbox);
         b->mbox = nf;
         b->mbox_ino = ms.ino;
+        b->mbox_replaced = 1;
+        b->need_recover = 1;
     }
-    r = box_sync(b, 0);
+    /* a compaction cut short (crash, killed process) must be finished or
+     * undone before the log is read against the mbox */
+    r = b->need_recover ? st_compact_recover(b) : 0;
+    if (!r) {
+        b->need_recover = 0;
+        r = box_sync(b, 0);
+    }
     if (r) {
         st_box_unlock(b);
     }
@@ -905,6 +943,7 @@ int st_box_open(st_store *s, const char *user, const char *name, st_box **out)
     }
     if (!r) {
         b->mbox_ino = ms.ino;
+        b->need_recover = 1;
         r = st_box_lock(b);
     }
     if (r) {
@@ -927,6 +966,10 @@ void st_box_close(st_box *bx)
     if (b->dirty_log || b->dirty_mbox) {
         st_box_commit(bx);
     }
+    /* nobody here needs the expunged entries any more: a good moment to
+     * reclaim their bytes (best effort; the store is whole either way) */
+    st_box_purge_only(bx);
+    st_box_maybe_compact(bx);
     for (stbox **pp = &b->s->boxes; *pp; pp = &(*pp)->next) {
         if (*pp == b) {
             *pp = b->next;
@@ -1043,7 +1086,15 @@ int st_box_commit(st_box *bx)
     return r;
 }
 
+/* The core's purge point: every session has been told about the expunged
+ * messages, so their entries (and, past the threshold, their bytes) go. */
 void st_box_purge(st_box *bx)
+{
+    st_box_purge_only(bx);
+    st_box_maybe_compact(bx);
+}
+
+void st_box_purge_only(st_box *bx)
 {
     uint32_t j = 0;
     for (uint32_t i = 0; i < bx->count; i++) {

@@ -145,16 +145,8 @@ int st_logrd_next(st_logrd *r, int *type, const uint8_t **payload, size_t *len, 
     return 1;
 }
 
-/* ---- checkpoint writer ---- */
-typedef struct wbuf {
-    st_file *f;
-    uint64_t off;
-    uint8_t *buf;
-    size_t n;
-    int err;
-} wbuf;
-
-static void wb_flush(wbuf *w)
+/* ---- buffered record writer (checkpoints, compaction) ---- */
+void st_logw_flush(st_logw *w)
 {
     if (!w->err && w->n) {
         w->err = st_vpwrite(w->f, w->buf, w->n, w->off);
@@ -163,12 +155,39 @@ static void wb_flush(wbuf *w)
     w->n = 0;
 }
 
-static void wb_rec(wbuf *w, int type, const uint8_t *payload, size_t len)
+void st_logw_rec(st_logw *w, int type, const uint8_t *payload, size_t len)
 {
     if (w->n + len + REC_OVERHEAD > ST_CHUNK) {
-        wb_flush(w);
+        st_logw_flush(w);
     }
     w->n += st_rec_encode(w->buf + w->n, type, payload, len);
+}
+
+/* HDR and the keyword table: how every fresh log starts. */
+void st_logw_head(st_logw *w, uint32_t uidvalidity, const st_box *src)
+{
+    uint8_t p[ST_REC_MAX];
+    st_put32(p, ST_LOG_MAGIC);
+    st_put32(p + 4, ST_LOG_VERSION);
+    st_put32(p + 8, uidvalidity);
+    st_logw_rec(w, REC_HDR, p, 12);
+    for (unsigned i = 0; i < src->nkw; i++) {
+        size_t l = strlen(src->kw[i]);
+        p[0] = (uint8_t)i;
+        memcpy(p + 1, src->kw[i], l);
+        st_logw_rec(w, REC_KEYWORD, p, l + 1);
+    }
+}
+
+/* STATE: what a fresh log ends with (before MARK). */
+void st_logw_state(st_logw *w, const st_box *src, uint64_t mbox_end)
+{
+    uint8_t p[24];
+    st_put32(p, src->uidnext);
+    st_put64(p + 4, src->highestmodseq);
+    st_put32(p + 12, src->recent_uid);
+    st_put64(p + 16, mbox_end);
+    st_logw_rec(w, REC_STATE, p, 24);
 }
 
 /*
@@ -184,7 +203,7 @@ int st_log_write_snapshot(st_store *s, const char *dir, const char *log_path,
 {
     const st_vfs *v = s->vfs;
     char *tmp = st_cat(log_path, ".tmp");
-    wbuf w = { 0 };
+    st_logw w = { 0 };
     uint8_t p[ST_REC_MAX];
     int r;
     if (!tmp) {
@@ -199,16 +218,7 @@ int st_log_write_snapshot(st_store *s, const char *dir, const char *log_path,
     if (r) {
         goto out;
     }
-    st_put32(p, ST_LOG_MAGIC);
-    st_put32(p + 4, ST_LOG_VERSION);
-    st_put32(p + 8, uidvalidity);
-    wb_rec(&w, REC_HDR, p, 12);
-    for (unsigned i = 0; i < src->nkw; i++) {
-        size_t l = strlen(src->kw[i]);
-        p[0] = (uint8_t)i;
-        memcpy(p + 1, src->kw[i], l);
-        wb_rec(&w, REC_KEYWORD, p, l + 1);
-    }
+    st_logw_head(&w, uidvalidity, src);
     for (uint32_t i = 0; i < src->count; i++) {
         if (src->msg[i].flags & ST_F_EXPUNGED) {
             continue;
@@ -216,15 +226,11 @@ int st_log_write_snapshot(st_store *s, const char *dir, const char *log_path,
         st_rec_append a;
         memset(&a, 0, sizeof a);
         a.m = src->msg[i];
-        wb_rec(&w, REC_APPEND, p, st_rec_append_payload(p, &a));
+        st_logw_rec(&w, REC_APPEND, p, st_rec_append_payload(p, &a));
     }
-    st_put32(p, src->uidnext);
-    st_put64(p + 4, src->highestmodseq);
-    st_put32(p + 12, src->recent_uid);
-    st_put64(p + 16, mbox_end);
-    wb_rec(&w, REC_STATE, p, 24);
-    wb_rec(&w, REC_MARK, p, 0);
-    wb_flush(&w);
+    st_logw_state(&w, src, mbox_end);
+    st_logw_rec(&w, REC_MARK, p, 0);
+    st_logw_flush(&w);
     r = w.err;
     if (!r) {
         r = st_vsync(w.f);

@@ -367,6 +367,10 @@ int st_scan_mbox(st_file *f, uint64_t from, uint64_t to,
             char *e = memchr(q, '\n', av);
             size_t k = e ? (size_t)(e - q) + 1 : av;
             crc = st_crc32(crc, q, k);
+            if (have || is_from) {
+                /* zero-filled blocks are what a torn write leaves */
+                m.nul |= memchr(q, 0, e ? k - 1 : k) != NULL;
+            }
             len += k;
             bi += k;
             if (e) {
@@ -394,7 +398,10 @@ int st_scan_mbox(st_file *f, uint64_t from, uint64_t to,
             }
         }
         if (is_from) {
+            int nul = m.nul;
             found_start(&m, at, pfx, plen, (size_t)len);
+            m.nul = nul;   /* from the From line itself */
+            m.from_ours = starts(pfx, plen, "From MAILER-DAEMON ");
             have = 1;
             state = S_RUN;
             ridx = 0;

@@ -18,6 +18,9 @@ int st_reader_open(st_reader *r, st_box *bx, uint32_t idx)
     if (idx >= bx->count) {
         return ST_EINVAL;
     }
+    if (bx->msg[idx].off == UINT64_MAX) {
+        return ST_ENOENT; /* expunged, and compacted away by another process */
+    }
     /* Our own handle: compaction may rename a new file over the path while
      * we stream, and this one keeps the bytes our offsets refer to. */
     int e = v->open(v, b->mbox_path, ST_O_READ, &f);

@@ -34,6 +34,13 @@
 #define ST_PATH_MAX         4096
 /* Longest escaped file name: stays under NAME_MAX (255) with ".state". */
 #define ST_NAME_FILE_MAX    240
+/* Automatic compaction waits for at least this many reclaimable bytes, so a
+ * small mailbox is not rewritten for every expunge (a rewrite of a few KiB
+ * costs more flash erase blocks than the space it frees). */
+#define ST_COMPACT_MIN_DEAD (16u * 1024u)
+/* Our header block per message (From line, X-UID, Status, X-Status,
+ * X-Keywords, separator) as the compaction threshold estimates it. */
+#define ST_HDR_EST          100u
 
 /* ---- log record types ---- */
 enum {
@@ -45,6 +52,8 @@ enum {
     REC_RECENT = 6,  /* recent_uid advanced */
     REC_MARK = 7,    /* every mbox byte referenced so far is synced */
     REC_STATE = 8,   /* uidnext, highestmodseq, recent_uid, mbox_end */
+    REC_COMPACT = 9, /* u64 size, u32 crc32 of the whole mbox this log was
+                        written for by a compaction (see compact.c) */
 };
 #define ST_LOG_MAGIC   0x50494d53u /* "PIMS" */
 #define ST_LOG_VERSION 1u
@@ -79,6 +88,11 @@ typedef struct stbox {
     int      locked;        /* lock depth held by this process */
     int      dirty_mbox;    /* mbox bytes written since the last sync */
     int      dirty_log;     /* log records written since the last sync */
+    int      need_recover;  /* look for an unfinished compaction before
+                               trusting the files (first lock, new mbox) */
+    int      mbox_replaced; /* the mbox was replaced (compacted) since the
+                               index was loaded: offsets of entries missing
+                               from the new log are void */
 } stbox;
 
 struct st_store {
@@ -86,6 +100,12 @@ struct st_store {
     char   *root;
     stbox  *boxes;          /* every open mailbox (deleted ones too) */
     unsigned seq;           /* for unique temp file names */
+    unsigned compact_permille; /* compact when reclaimable bytes pass this
+                                  share of the mbox; 0 = only on demand */
+    uint64_t quota;         /* per-user limit in bytes; 0 = none */
+    /* told about every repair (st_check reports them); may be NULL */
+    void (*note)(void *ctx, const char *user, const char *box, const char *what);
+    void *note_ctx;
 };
 
 /* util.c */
@@ -111,6 +131,7 @@ int64_t st_now(void);
 /* tests: a fixed clock (deterministic UIDVALIDITY), a small checkpoint size */
 extern int64_t (*st_clock_hook)(void);
 extern uint64_t st_ckpt_min;
+extern uint64_t st_compact_min_dead; /* ST_COMPACT_MIN_DEAD; tests lower it */
 void st_sleep_ms(unsigned ms);
 
 /* log.c */
@@ -121,6 +142,18 @@ int    st_log_write_snapshot(st_store *s, const char *dir, const char *log_path,
                              uint32_t uidvalidity, const st_box *src,
                              uint64_t mbox_end, uint64_t *size_out);
 int    st_rec_min_len(int type);
+/* A buffered record writer over one file (checkpoints, compaction). */
+typedef struct st_logw {
+    st_file *f;
+    uint64_t off;   /* file offset of buf[0] */
+    uint8_t *buf;   /* ST_CHUNK bytes */
+    size_t n;       /* bytes in buf */
+    int err;        /* first write error; later writes are skipped */
+} st_logw;
+void   st_logw_flush(st_logw *w);
+void   st_logw_rec(st_logw *w, int type, const uint8_t *payload, size_t len);
+void   st_logw_head(st_logw *w, uint32_t uidvalidity, const st_box *src);
+void   st_logw_state(st_logw *w, const st_box *src, uint64_t mbox_end);
 typedef struct st_logrd {
     st_file *f;
     uint64_t base;   /* file offset of buf[0] */
@@ -141,6 +174,17 @@ int  st_new_uidvalidity(st_store *s, const char *dir, uint32_t *out);
 stbox *st_find_open(st_store *s, const char *user, const char *name);
 void st_mark_gone(st_store *s, const char *user, const char *name);
 void st_box_free_all(st_store *s);
+void st_box_purge_only(st_box *b);
+void st_note(stbox *b, const char *what);
+
+/* compact.c */
+int  st_compact_recover(stbox *b);
+int  st_compact_recover_paths(st_store *s, const char *dir, st_file *mbox, const char *log_path);
+int  st_compact_clean(st_store *s, const char *log_path);
+char *st_compact_tmp(const char *log_path);   /* the new mbox, before rename */
+char *st_compact_newlog(const char *log_path);/* the new log, before rename */
+uint64_t st_box_reclaimable(const stbox *b);
+int  st_quota_check(stbox *b, uint64_t add);
 int  st_inbox_heal(st_store *s, const char *user);
 
 /* mbox.c: conversions between wire and disk form */
@@ -178,6 +222,9 @@ typedef struct st_found {
     int      ours;       /* it starts with our four headers */
     int      valid_from; /* the From line is well formed with a date */
     int      first_hdr_ok; /* the line after the From line is a header */
+    int      nul;        /* a NUL byte somewhere: torn-write fill, not mail */
+    int      from_ours;  /* the From line is the one we write, so our
+                            X-UID header must follow it */
     uint32_t crc;        /* crc32 from the From line to the next one */
     char     kw[256];    /* X-Keywords value */
 } st_found;

@@ -148,6 +148,11 @@ int st_mailbox_create(st_store *s, const char *user, const char *name)
     if (r) {
         return r;
     }
+    /* a deleted namesake's compaction leftovers must not be taken for ours */
+    st_stat ms;
+    if (v->stat(v, mbox, &ms) == ST_ENOENT) {
+        st_compact_clean(s, log);
+    }
     /* the mbox first, exclusively: it is what says the mailbox exists, and a
      * crash before the log is written leaves a mailbox that opens (rebuild) */
     r = v->open(v, mbox, ST_O_WRITE | ST_O_CREATE | ST_O_EXCL, &f);
@@ -230,6 +235,9 @@ int st_mailbox_delete(st_store *s, const char *user, const char *name)
     if (!r) {
         int e = v->remove(v, log);
         r = e == ST_ENOENT ? 0 : e;
+        if (!r) {
+            r = st_compact_clean(s, log);
+        }
         if (!r) {
             r = v->sync_dir(v, dir);
         }
@@ -365,6 +373,10 @@ static int rename_one(st_store *s, const char *user, const char *from, const cha
     r = v->open(v, m1, ST_O_WRITE, &lk);
     if (!r) {
         r = st_vlock(lk, ST_LOCK_EX, 1);
+    }
+    if (!r) {
+        /* the log must describe this mbox before it is carried over */
+        r = st_compact_recover_paths(s, d1, lk, l1);
     }
     if (!r) {
         r = v->stat(v, l1, &st);

@@ -161,6 +161,64 @@ void st_append_abort(st_append *a);
  * src and dst may be the same mailbox. */
 int  st_copy(st_box *src, uint32_t idx, st_box *dst, uint32_t *newuid);
 
+/* ---- compaction ---- */
+/* Rewrite the mailbox without its expunged messages, with fresh
+ * X-UID/Status/X-Status/X-Keywords headers (see storage/compact.c for the
+ * crash-safe sequence). ST_EBUSY while msg[] holds ST_F_EXPUNGED entries:
+ * sessions may still refer to them, so the core compacts only from its purge
+ * point. st_box_purge() and the last st_box_close() call
+ * st_box_maybe_compact() themselves, so the core needs no extra call. */
+int  st_box_compact(st_box *b);
+/* Compact if the reclaimable bytes pass the store's ratio (and 16 KiB).
+ * 1: compacted, 0: not needed or not possible now, <0: error (the mailbox
+ * is whole either way). */
+int  st_box_maybe_compact(st_box *b);
+/* Automatic compaction threshold in thousandths of the mbox size
+ * (config compact_ratio; 300 = 0.3). 0 (the default) = only on demand. */
+void st_store_set_compact_ratio(st_store *s, unsigned permille);
+
+/* ---- quota ---- */
+/* Per-user limit in bytes of mail (0 = none, the default). APPEND, COPY and
+ * delivery over it fail with ST_EQUOTA and change nothing. */
+void st_store_set_quota(st_store *s, uint64_t bytes);
+/* Bytes used by the user's mailboxes (expunged mail in mailboxes open in
+ * this process does not count) and the limit (0 = none). For QUOTA. */
+int  st_quota_get(st_store *s, const char *user, uint64_t *used, uint64_t *limit);
+
+/* ---- messages from outside, admin tools (storage/tools.c) ---- */
+/* A message as an MTA or another store hands it over, streamed into an
+ * append: LF or CRLF line ends become CRLF, and X-UID, Status, X-Status and
+ * X-Keywords are dropped from the header section (only the store sets
+ * those). */
+typedef struct st_msgin st_msgin;
+#define ST_IN_ENVELOPE 1  /* a first line "From ..." is an mbox envelope: dropped */
+#define ST_IN_MBOXRD   2  /* mboxrd-quoted: one '>' comes off /^>+From / lines */
+int  st_msgin_begin(st_box *b, int64_t idate, int tz, uint8_t flags, uint64_t kw,
+                    int mode, st_msgin **out);
+int  st_msgin_data(st_msgin *m, const void *p, size_t n);
+/* Like st_append_end (st_box_commit still needed). Frees m. */
+int  st_msgin_end(st_msgin *m, uint32_t *uid);
+void st_msgin_abort(st_msgin *m);
+/* Import every message of an mbox file (flags from Status/X-Status,
+ * keywords from X-Keywords) or a Maildir (new/ and cur/, flags from the
+ * ":2," info) into user's mailbox (created if missing). Each message is
+ * committed as it goes; *count says how many made it. Paths go through the
+ * store's vfs. */
+int  st_import_mbox(st_store *s, const char *user, const char *mailbox, const char *path,
+                    unsigned *count);
+int  st_import_maildir(st_store *s, const char *user, const char *mailbox, const char *path,
+                       unsigned *count);
+/* Write every mailbox of the user as Maildir++ under dir (INBOX at the top,
+ * "a/b" as ".a.b"), flags in the ":2," info, keywords as Dovecot's letters
+ * with a dovecot-keywords file. */
+int  st_export_maildir(st_store *s, const char *user, const char *dir, unsigned *count);
+/* Open every mailbox of `user` (NULL: of every user) -- which repairs what
+ * a crash left -- read every message back, and compact if asked. say() gets
+ * one line for each repair, problem and compaction. */
+int  st_check(st_store *s, const char *user, int compact,
+              void (*say)(void *ctx, const char *line), void *ctx,
+              unsigned *boxes, unsigned *msgs, unsigned *bad);
+
 /* ---- reading a message in wire form ---- */
 typedef struct st_reader {
     st_box  *box;

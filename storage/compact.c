@@ -1,0 +1,527 @@
+/*
+ * compact.c -- compaction (rewrite a mailbox without its expunged messages,
+ * with fresh X-UID/Status/X-Status/X-Keywords headers) and per-user quota.
+ *
+ * Two files must change as one: the mbox and its log (the log's offsets are
+ * only true for one mbox). Everything happens under the mailbox lock, and
+ * the new mbox is locked too before it takes the name, so that a process
+ * that opens the name in the middle waits like everyone else:
+ *   1. write the new mbox T (".<name>.state.compact"), sync it;
+ *   2. write the new log L' (".<name>.state.new"): HDR, KEYWORDs, one APPEND
+ *      per live message at its new offset, STATE, COMPACT{size, crc32 of all
+ *      of T}, MARK; sync it;
+ *   3. rename T over the mbox, sync the directory      <- the commit point
+ *   4. rename L' over the log, sync the directory.
+ * A crash before 3 leaves the old pair (plus temp files); after 3 it leaves
+ * the new mbox with the old log and a whole L'. st_compact_recover() tells
+ * the two apart -- it runs whenever a process first locks a mailbox or finds
+ * its mbox file replaced, before anything reads the log against the mbox:
+ * if L' is whole, has the UIDVALIDITY of the current log, and its COMPACT
+ * record matches the mbox byte for byte (size and CRC), step 3 happened and
+ * step 4 is finished; otherwise L' is removed. A leftover T is always
+ * removed (step 3 renames it away).
+ *
+ * Who may compact: a process whose index holds no ST_F_EXPUNGED entries --
+ * sessions keep sequence numbers of expunged messages until the core calls
+ * st_box_purge(), and those entries' offsets die with the old file. So
+ * st_box_purge() (the core's purge point: every session has been told) and
+ * the last st_box_close() call st_box_maybe_compact(). Other processes that
+ * still hold expunged entries find them voided (off = UINT64_MAX, the reader
+ * answers ST_ENOENT) when they follow the new file; readers already
+ * streaming keep their own handle on the old file and get the old bytes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "st_int.h"
+
+char *st_compact_tmp(const char *log_path) { return st_cat(log_path, ".compact"); }
+char *st_compact_newlog(const char *log_path) { return st_cat(log_path, ".new"); }
+
+uint64_t st_compact_min_dead = ST_COMPACT_MIN_DEAD;
+
+void st_store_set_compact_ratio(st_store *s, unsigned permille)
+{
+    s->compact_permille = permille > 1000 ? 1000 : permille;
+}
+
+/* Bytes a compaction would free: the mbox minus what the live messages and
+ * their headers take. */
+uint64_t st_box_reclaimable(const stbox *b)
+{
+    uint64_t live = 0;
+    for (uint32_t i = 0; i < b->pub.count; i++) {
+        const st_msg *m = &b->pub.msg[i];
+        if (!(m->flags & ST_F_EXPUNGED)) {
+            live += m->dlen + ST_HDR_EST;
+        }
+    }
+    return b->mbox_end > live ? b->mbox_end - live : 0;
+}
+
+/* ---------------- recovery ---------------- */
+
+/* Read L' whole: 1 and its COMPACT values if it is a complete compaction
+ * log (HDR first, COMPACT, MARK last, no torn tail), 0 if not, <0 on I/O. */
+static int read_newlog(const st_vfs *v, const char *path, uint32_t *uidv,
+                       uint64_t *size, uint32_t *crc)
+{
+    st_file *f;
+    st_stat st;
+    st_logrd rd;
+    int r = v->open(v, path, ST_O_READ, &f);
+    if (r) {
+        return r == ST_ENOENT ? 0 : r;
+    }
+    if ((r = st_vfstat(f, &st)) != 0) {
+        st_vclose(f);
+        return r;
+    }
+    int type = 0, last = 0, have = 0, first = 1;
+    const uint8_t *p;
+    size_t len;
+    uint64_t off;
+    *uidv = 0;
+    st_logrd_init(&rd, f, 0, st.size);
+    while ((r = st_logrd_next(&rd, &type, &p, &len, &off)) == 1) {
+        if (first && type != REC_HDR) {
+            break;
+        }
+        if (first) {
+            *uidv = st_get32(p + 8);
+        }
+        first = 0;
+        if (type == REC_COMPACT && len >= 12) {
+            *size = st_get64(p);
+            *crc = st_get32(p + 8);
+            have = 1;
+        }
+        last = type;
+    }
+    st_logrd_free(&rd);
+    st_vclose(f);
+    if (r < 0 && r != ST_ECORRUPT) {
+        return r;
+    }
+    return r == 0 && have && last == REC_MARK && *uidv != 0;
+}
+
+/* UIDVALIDITY in the current log's header, 0 if it has none. */
+static uint32_t log_uidv(const st_vfs *v, const char *path)
+{
+    st_file *f;
+    uint8_t h[12 + REC_OVERHEAD];
+    uint32_t u = 0;
+    if (v->open(v, path, ST_O_READ, &f)) {
+        return 0;
+    }
+    if (st_vread_full(f, h, sizeof h, 0) == 0 && h[0] == REC_HDR && st_get16(h + 2) == 12 &&
+        st_crc32(0, h, 16) == st_get32(h + 16)) {
+        u = st_get32(h + 12);
+    }
+    st_vclose(f);
+    return u;
+}
+
+/* Does the whole file have this size and CRC? */
+static int file_matches(st_file *f, uint64_t size, uint32_t crc)
+{
+    st_stat st;
+    int r = st_vfstat(f, &st);
+    if (r) {
+        return r;
+    }
+    if (st.size != size) {
+        return 0;
+    }
+    uint8_t *buf = malloc(ST_CHUNK);
+    if (!buf) {
+        return ST_ENOMEM;
+    }
+    uint32_t c = 0;
+    for (uint64_t at = 0; at < size;) {
+        size_t k = size - at > ST_CHUNK ? ST_CHUNK : (size_t)(size - at);
+        if ((r = st_vread_full(f, buf, k, at)) != 0) {
+            free(buf);
+            return r;
+        }
+        c = st_crc32(c, buf, k);
+        at += k;
+    }
+    free(buf);
+    return c == crc;
+}
+
+/* Finish or undo a compaction that a crash (or a killed process) left
+ * half-done. The lock of `mbox` (the open mailbox file) is held. */
+int st_compact_recover_paths(st_store *s, const char *dir, st_file *mbox, const char *log_path)
+{
+    const st_vfs *v = s->vfs;
+    char *tpath = st_compact_tmp(log_path), *lpath = st_compact_newlog(log_path);
+    st_stat st;
+    int r = tpath && lpath ? 0 : ST_ENOMEM;
+    if (!r && v->stat(v, lpath, &st) == 0) {
+        uint32_t uidv = 0, crc = 0;
+        uint64_t size = 0;
+        r = read_newlog(v, lpath, &uidv, &size, &crc);
+        if (r == 1) {
+            uint32_t cur = log_uidv(v, log_path);
+            r = (cur == 0 || cur == uidv) ? file_matches(mbox, size, crc) : 0;
+        }
+        if (r == 1) {
+            /* step 3 happened: finish step 4 */
+            r = v->rename(v, lpath, log_path);
+            if (!r) {
+                r = v->sync_dir(v, dir);
+            }
+        } else if (r == 0) {
+            r = v->remove(v, lpath);
+            r = r == ST_ENOENT ? 0 : r;
+        }
+    }
+    if (!r && v->stat(v, tpath, &st) == 0) {
+        r = v->remove(v, tpath);
+        r = r == ST_ENOENT ? 0 : r;
+    }
+    free(tpath);
+    free(lpath);
+    return r;
+}
+
+int st_compact_recover(stbox *b)
+{
+    const st_vfs *v = b->s->vfs;
+    char *lpath = st_compact_newlog(b->log_path);
+    st_stat st;
+    if (lpath && v->stat(v, lpath, &st) == 0) {
+        st_note(b, "finished or undid an interrupted compaction");
+    }
+    free(lpath);
+    return st_compact_recover_paths(b->s, b->dir, b->mbox, b->log_path);
+}
+
+/* Remove compaction leftovers of a mailbox that does not exist (create and
+ * delete call this, so a namesake never inherits them). */
+int st_compact_clean(st_store *s, const char *log_path)
+{
+    const st_vfs *v = s->vfs;
+    char *tpath = st_compact_tmp(log_path), *lpath = st_compact_newlog(log_path);
+    int r = tpath && lpath ? 0 : ST_ENOMEM;
+    if (!r) {
+        r = v->remove(v, lpath);
+        r = r == ST_ENOENT ? 0 : r;
+    }
+    if (!r) {
+        r = v->remove(v, tpath);
+        r = r == ST_ENOENT ? 0 : r;
+    }
+    free(tpath);
+    free(lpath);
+    return r;
+}
+
+/* ---------------- writing ---------------- */
+
+/* Buffered writer for the new mbox; CRCs of the message and the file. */
+typedef struct cw {
+    st_file *f;
+    uint64_t pos;     /* file offset of the next byte to add */
+    uint8_t *buf;     /* ST_CHUNK */
+    size_t n;         /* bytes buffered (they end at pos) */
+    uint32_t crc_msg; /* of the current message's bytes */
+    uint32_t crc_all; /* of the whole file */
+    int err;
+} cw;
+
+static void cw_flush(cw *w)
+{
+    if (!w->err && w->n) {
+        w->err = st_vpwrite(w->f, w->buf, w->n, w->pos - w->n);
+    }
+    w->n = 0;
+}
+
+static void cw_put(cw *w, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    w->crc_msg = st_crc32(w->crc_msg, p, n);
+    w->crc_all = st_crc32(w->crc_all, p, n);
+    while (n) {
+        if (w->n == ST_CHUNK) {
+            cw_flush(w);
+        }
+        size_t k = ST_CHUNK - w->n < n ? ST_CHUNK - w->n : n;
+        memcpy(w->buf + w->n, q, k);
+        w->n += k;
+        w->pos += k;
+        q += k;
+        n -= k;
+    }
+}
+
+/* The rewrite itself; lock held, no ST_F_EXPUNGED entries, all committed. */
+static int compact_locked(stbox *b)
+{
+    st_box *bx = &b->pub;
+    const st_vfs *v = b->s->vfs;
+    char *tpath = st_compact_tmp(b->log_path), *lpath = st_compact_newlog(b->log_path);
+    char hdr[ST_KW_NAME_MAX * 64 + 256];
+    uint8_t p[ST_REC_MAX];
+    st_logw w = { 0 };
+    cw o = { 0 };
+    uint8_t *in = malloc(ST_CHUNK);
+    uint64_t *noff = malloc(((size_t)bx->count + 1) * sizeof *noff);
+    int r = tpath && lpath && in && noff ? 0 : ST_ENOMEM, committed = 0;
+    w.buf = malloc(ST_CHUNK);
+    o.buf = malloc(ST_CHUNK);
+    if (!r && (!w.buf || !o.buf)) {
+        r = ST_ENOMEM;
+    }
+    if (!r) {
+        r = v->open(v, tpath, ST_O_WRITE | ST_O_CREATE | ST_O_TRUNC, &o.f);
+    }
+    if (!r) {
+        /* whoever opens the name after step 3 must wait for us */
+        r = st_vlock(o.f, ST_LOCK_EX, 0);
+    }
+    if (!r) {
+        r = v->open(v, lpath, ST_O_WRITE | ST_O_CREATE | ST_O_TRUNC, &w.f);
+    }
+    if (!r) {
+        st_logw_head(&w, bx->uidvalidity, bx);
+    }
+    for (uint32_t i = 0; !r && i < bx->count; i++) {
+        const st_msg *m = &bx->msg[i];
+        int hl = st_header_block(hdr, sizeof hdr, bx, m->uid, m->idate, m->flags & ST_F_SYSMASK, m->kw);
+        if (hl < 0) {
+            r = hl;
+            break;
+        }
+        o.crc_msg = 0;
+        cw_put(&o, hdr, (size_t)hl);
+        noff[i] = o.pos;
+        uint8_t lastc = 0;
+        for (uint64_t at = 0; !r && at < m->dlen;) {
+            size_t k = m->dlen - at > ST_CHUNK ? ST_CHUNK : (size_t)(m->dlen - at);
+            r = st_vread_full(b->mbox, in, k, m->off + at);
+            if (!r) {
+                cw_put(&o, in, k);
+                lastc = in[k - 1];
+            }
+            at += k;
+        }
+        /* the same separator an APPEND writes: a blank line after a final LF */
+        int tail = m->dlen && lastc == '\n' ? 1 : 2;
+        cw_put(&o, "\n\n", (size_t)tail);
+        st_rec_append a;
+        memset(&a, 0, sizeof a);
+        a.m = *m;
+        a.m.off = noff[i];
+        a.hlen = (uint16_t)hl;
+        a.tail = (uint8_t)tail;
+        a.crc = o.crc_msg;
+        st_logw_rec(&w, REC_APPEND, p, st_rec_append_payload(p, &a));
+        if (!r) {
+            r = o.err ? o.err : w.err;
+        }
+    }
+    if (!r) {
+        cw_flush(&o);
+        st_logw_state(&w, bx, o.pos);
+        st_put64(p, o.pos);
+        st_put32(p + 8, o.crc_all);
+        st_logw_rec(&w, REC_COMPACT, p, 12);
+        st_logw_rec(&w, REC_MARK, p, 0);
+        st_logw_flush(&w);
+        r = o.err ? o.err : w.err;
+    }
+    if (!r) {
+        r = st_vsync(o.f);
+    }
+    if (!r) {
+        r = st_vsync(w.f);
+    }
+    if (w.f) {
+        int rc = st_vclose(w.f);
+        r = r ? r : rc;
+        w.f = NULL;
+    }
+    if (!r) {
+        r = v->rename(v, tpath, b->mbox_path);
+    }
+    if (!r) {
+        /* committed: the new file is the mailbox, whatever happens next */
+        committed = 1;
+        st_stat ts;
+        st_file *old = b->mbox;
+        b->mbox = o.f;
+        o.f = NULL;
+        st_vlock(old, ST_LOCK_UN, 0);
+        st_vclose(old);
+        if (st_vfstat(b->mbox, &ts) == 0) {
+            b->mbox_ino = ts.ino;
+        }
+        for (uint32_t i = 0; i < bx->count; i++) {
+            bx->msg[i].off = noff[i];
+        }
+        b->mbox_end = o.pos;
+        b->dead_bytes = 0;
+        b->dirty_mbox = 0;
+        bx->change++;
+        r = v->sync_dir(v, b->dir);
+        if (!r) {
+            r = v->rename(v, lpath, b->log_path);
+        }
+        if (!r) {
+            r = v->sync_dir(v, b->dir);
+        }
+        st_file *nl = NULL;
+        st_stat ls;
+        if (!r) {
+            r = v->open(v, b->log_path, ST_O_WRITE, &nl);
+        }
+        if (!r && (r = st_vfstat(nl, &ls)) != 0) {
+            st_vclose(nl);
+        }
+        if (!r) {
+            st_vclose(b->log);
+            b->log = nl;
+            b->log_ino = ls.ino;
+            b->log_end = ls.size;
+            b->ckpt_size = ls.size;
+            b->dirty_log = 0;
+        } else {
+            /* the new log is not in place yet: the next lock finishes it */
+            b->need_recover = 1;
+        }
+    }
+    if (!committed) {
+        if (o.f) {
+            st_vclose(o.f);
+        }
+        if (tpath) {
+            v->remove(v, tpath);
+        }
+        if (lpath) {
+            v->remove(v, lpath);
+        }
+    }
+    free(o.buf);
+    free(w.buf);
+    free(in);
+    free(noff);
+    free(tpath);
+    free(lpath);
+    return r;
+}
+
+static int holds_expunged(const st_box *bx)
+{
+    for (uint32_t i = 0; i < bx->count; i++) {
+        if (bx->msg[i].flags & ST_F_EXPUNGED) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int st_box_compact(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    int r;
+    if (bx->deleted) {
+        return ST_ENOENT;
+    }
+    if (holds_expunged(bx)) {
+        return ST_EBUSY; /* sessions still need those entries: purge first */
+    }
+    if ((r = st_box_commit(bx)) != 0) {
+        return r;
+    }
+    if ((r = st_box_lock(b)) != 0) {
+        return r;
+    }
+    /* catching up may have brought another process's expunges */
+    r = holds_expunged(bx) ? ST_EBUSY : compact_locked(b);
+    st_box_unlock(b);
+    return r;
+}
+
+int st_box_maybe_compact(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    unsigned pm = b->s->compact_permille;
+    if (!pm || bx->deleted || holds_expunged(bx)) {
+        return 0;
+    }
+    uint64_t dead = st_box_reclaimable(b);
+    if (dead < st_compact_min_dead || dead * 1000 < b->mbox_end * pm) {
+        return 0;
+    }
+    int r = st_box_compact(bx);
+    return r ? r : 1;
+}
+
+/* ---------------- quota ---------------- */
+
+void st_store_set_quota(st_store *s, uint64_t bytes)
+{
+    s->quota = bytes;
+}
+
+typedef struct usage_ctx {
+    st_store *s;
+    const char *user;
+    const char *dir;
+    uint64_t used;
+} usage_ctx;
+
+static int usage_one(void *ctx, const char *file)
+{
+    usage_ctx *c = ctx;
+    char name[1024];
+    st_stat st;
+    if (file[0] == '.' || st_unescape(file, name, sizeof name)) {
+        return 0;
+    }
+    stbox *b = st_find_open(c->s, c->user, name);
+    if (b) {
+        /* what it holds once compacted: expunged mail does not count */
+        c->used += b->mbox_end - st_box_reclaimable(b);
+        return 0;
+    }
+    char *path = st_path(c->dir, file, NULL);
+    if (path && c->s->vfs->stat(c->s->vfs, path, &st) == 0 && !st.isdir) {
+        c->used += st.size;
+    }
+    free(path);
+    return 0;
+}
+
+int st_quota_get(st_store *s, const char *user, uint64_t *used, uint64_t *limit)
+{
+    char *dir;
+    int r = st_user_dir(s, user, &dir);
+    if (r) {
+        return r;
+    }
+    usage_ctx c = { s, user, dir, 0 };
+    r = s->vfs->list(s->vfs, dir, usage_one, &c);
+    free(dir);
+    *used = c.used;
+    *limit = s->quota;
+    return r;
+}
+
+int st_quota_check(stbox *b, uint64_t add)
+{
+    uint64_t used, limit;
+    if (!b->s->quota) {
+        return 0;
+    }
+    int r = st_quota_get(b->s, b->pub.user, &used, &limit);
+    if (r) {
+        return r;
+    }
+    return used + add > limit ? ST_EQUOTA : 0;
+}

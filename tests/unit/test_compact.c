@@ -1,0 +1,305 @@
+/* test_compact.c -- compaction and quota (storage/compact.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "st_int.h"
+#include "unit.h"
+
+static char root[256];
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t got = fread(b, 1, (size_t)n, f);
+    b[got] = 0;
+    fclose(f);
+    if (len) {
+        *len = got;
+    }
+    return b;
+}
+
+static long fsize(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static uint32_t put_msg(st_box *b, const char *data, size_t len, uint8_t flags, uint64_t kw)
+{
+    st_append *a;
+    uint32_t uid = 0;
+    if (st_append_begin(b, 1700000000, 0, flags, kw, len, &a)) {
+        return 0;
+    }
+    if (st_append_data(a, data, len)) {
+        st_append_abort(a);
+        return 0;
+    }
+    if (st_append_end(a, &uid)) {
+        return 0;
+    }
+    return st_box_commit(b) ? 0 : uid;
+}
+
+static char *get_msg(st_box *b, uint32_t idx, size_t *len)
+{
+    st_reader r;
+    size_t n = 0, cap = b->msg[idx].size + 16;
+    char *out = malloc(cap);
+    long k;
+    if (st_reader_open(&r, b, idx)) {
+        free(out);
+        return NULL;
+    }
+    while ((k = st_reader_read(&r, out + n, 100)) > 0) {
+        n += (size_t)k;
+    }
+    st_reader_close(&r);
+    out[n] = 0;
+    *len = n;
+    return k < 0 ? (free(out), NULL) : out;
+}
+
+#define NMSG 40
+
+static void make_msg(char *buf, size_t cap, int i, size_t *len)
+{
+    size_t n = (size_t)snprintf(buf, cap, "Subject: m%d\r\nX-Status: bogus\r\n\r\nFrom here %d\r\n>From there\r\n", i, i);
+    for (int j = 0; j < i * 50 && n + 80 < cap; j++) {
+        n += (size_t)snprintf(buf + n, cap - n, "line %d of message %d, padding padding padding\r\n", j, i);
+    }
+    if (i % 7 == 3) {
+        n -= 2; /* no final newline */
+    }
+    *len = n;
+}
+
+int main(void)
+{
+    snprintf(root, sizeof root, "/tmp/test_compact.XXXXXX");
+    CHECK(mkdtemp(root) != NULL);
+    char mbox[512], log[512];
+    snprintf(mbox, sizeof mbox, "%s/u/INBOX", root);
+    snprintf(log, sizeof log, "%s/u/.INBOX.state", root);
+
+    st_store *s;
+    st_box *b;
+    static char buf[64 * 1024];
+    size_t len;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "u"), 0);
+    CHECK_EQ_INT(st_box_open(s, "u", "INBOX", &b), 0);
+    int kw = st_keyword(b, "$Work", 5, 1);
+    CHECK_EQ_INT(kw, 0);
+    for (int i = 0; i < NMSG; i++) {
+        make_msg(buf, sizeof buf, i, &len);
+        CHECK_EQ_INT(put_msg(b, buf, len, (uint8_t)(i % 3 == 0 ? ST_F_SEEN : 0), 0), (uint32_t)i + 1);
+    }
+    /* flags changed after delivery: only the log knows until compaction */
+    CHECK_EQ_INT(st_set_flags(b, 1, ST_F_FLAGGED | ST_F_ANSWERED | ST_F_SEEN, 1), 0);
+    CHECK_EQ_INT(st_set_flags(b, 3, ST_F_DRAFT, 0), 0);
+    uint32_t validity = b->uidvalidity;
+
+    /* a reader streaming a message across the compaction */
+    st_reader rd;
+    uint32_t keep = 30; /* index of a message that survives */
+    char *want = get_msg(b, keep, &len);
+    CHECK(want != NULL);
+    CHECK_EQ_INT(st_reader_open(&rd, b, keep), 0);
+    static char part[64 * 1024];
+    long k1 = st_reader_read(&rd, part, 500);
+    CHECK_EQ_INT(k1, 500);
+
+    /* expunge every other message: compaction refused while held */
+    for (uint32_t i = 0; i < NMSG; i += 2) {
+        if (i != keep) {
+            CHECK_EQ_INT(st_expunge(b, i), 0);
+        }
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    CHECK_EQ_INT(st_box_compact(b), ST_EBUSY);
+    long before = fsize(mbox);
+
+    /* a second process that keeps the expunged entries */
+    st_store *s2;
+    st_box *b2;
+    CHECK_EQ_INT(st_store_open(&s2, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s2, "u", "INBOX", &b2), 0);
+    CHECK_EQ_INT(b2->count, NMSG / 2 + 1);
+    CHECK_EQ_INT(st_expunge(b2, b2->count - 1), 0); /* uid 40, held by b2 */
+    CHECK_EQ_INT(st_box_commit(b2), 0);
+
+    st_store_set_compact_ratio(s, 300);
+    CHECK(st_box_refresh(b) > 0); /* sees uid 40 expunged by b2 */
+    st_box_purge(b); /* the core's purge point: compacts past 30 % */
+    CHECK(fsize(mbox) < before * 6 / 10);
+    CHECK_EQ_INT(b->count, NMSG / 2); /* uid 40 arrived, and went */
+    /* the rest of the streamed message comes from the old file */
+    long k2;
+    size_t got = (size_t)k1;
+    while ((k2 = st_reader_read(&rd, part + got, 333)) > 0) {
+        got += (size_t)k2;
+    }
+    st_reader_close(&rd);
+    CHECK(got == len && memcmp(part, want, len) == 0);
+    free(want);
+
+    /* every surviving message reads back as before */
+    int same = 1;
+    for (uint32_t i = 0; i < b->count; i++) {
+        size_t n;
+        char *m = get_msg(b, i, &n);
+        int idx = (int)b->msg[i].uid - 1;
+        make_msg(buf, sizeof buf, idx, &len);
+        if (!m || n != len + (idx % 7 == 3 ? 0 : 0) || memcmp(m, buf, len) != 0) {
+            same = 0;
+            fprintf(stderr, "uid %u differs (%zu vs %zu)\n", b->msg[i].uid, n, len);
+        }
+        free(m);
+    }
+    CHECK(same);
+
+    /* the mbox alone tells the truth: headers refreshed */
+    char *text = read_file(mbox, NULL);
+    CHECK(text && strstr(text, "X-UID: 2\nStatus: R\nX-Status: AF\nX-Keywords: $Work\n"));
+    CHECK(text && strstr(text, "X-UID: 4\nStatus: \nX-Status: T\nX-Keywords:\n"));
+    CHECK(text && !strstr(text, "X-UID: 1\n"));
+    CHECK(text && strstr(text, "\n>>From there\n"));
+    free(text);
+    CHECK_EQ_INT(access(mbox, F_OK), 0);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.compact", log);
+    CHECK(access(tmp, F_OK) != 0);
+    snprintf(tmp, sizeof tmp, "%s.new", log);
+    CHECK(access(tmp, F_OK) != 0);
+
+    /* the other process follows: live entries move, its expunged one is void */
+    CHECK(st_box_refresh(b2) > 0);
+    long e = st_box_find(b2, 40);
+    CHECK(e >= 0);
+    st_reader r2;
+    CHECK_EQ_INT(st_reader_open(&r2, b2, (uint32_t)e), ST_ENOENT);
+    e = st_box_find(b2, 2);
+    CHECK(e >= 0);
+    size_t n2;
+    char *m2 = get_msg(b2, (uint32_t)e, &n2);
+    make_msg(buf, sizeof buf, 1, &len);
+    CHECK(m2 && n2 == len && memcmp(m2, buf, len) == 0);
+    free(m2);
+    st_box_close(b2);
+    st_store_close(s2);
+
+    /* appends keep working, and a fresh open agrees */
+    CHECK_EQ_INT(put_msg(b, "Subject: new\r\n\r\nnew\r\n", 21, 0, 0), 41);
+    st_box_close(b);
+    st_store_close(s);
+
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "u", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, NMSG / 2 + 1);
+    CHECK_EQ_INT(b->uidvalidity, validity);
+    CHECK_EQ_INT(b->msg[0].uid, 2);
+    CHECK_EQ_INT(b->msg[0].flags, ST_F_FLAGGED | ST_F_ANSWERED | ST_F_SEEN);
+    CHECK_EQ_INT(b->msg[0].kw, 1);
+    uint64_t hms = b->highestmodseq;
+    st_box_close(b);
+    st_store_close(s);
+
+    /* lose the log: the compacted mbox rebuilds UIDs and current flags */
+    CHECK_EQ_INT(unlink(log), 0);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "u", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, NMSG / 2 + 1);
+    CHECK_EQ_INT(b->msg[0].uid, 2);
+    CHECK_EQ_INT(b->msg[0].flags, ST_F_FLAGGED | ST_F_ANSWERED | ST_F_SEEN);
+    CHECK_EQ_INT(b->msg[1].uid, 4);
+    CHECK_EQ_INT(b->msg[1].flags, ST_F_DRAFT);
+    CHECK(b->msg[0].kw == 1 && b->nkw == 1 && strcmp(b->kw[0], "$Work") == 0);
+    CHECK_EQ_INT(b->uidnext, 42);
+    (void)hms;
+
+    /* a stale half compaction (a whole new log whose CRC does not match the
+     * mbox) is discarded, and a leftover temp mbox is removed */
+    snprintf(tmp, sizeof tmp, "%s.new", log);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cp %s %s && echo junk > %s.compact", log, tmp, log);
+    CHECK_EQ_INT(system(cmd), 0);
+    st_box_close(b);
+    st_store_close(s);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "u", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, NMSG / 2 + 1);
+    CHECK(access(tmp, F_OK) != 0);
+    snprintf(tmp, sizeof tmp, "%s.compact", log);
+    CHECK(access(tmp, F_OK) != 0);
+
+    /* quota: over it, APPEND fails and changes nothing */
+    uint64_t used, limit;
+    CHECK_EQ_INT(st_quota_get(s, "u", &used, &limit), 0);
+    CHECK_EQ_INT(limit, 0);
+    CHECK(used > 0 && used == (uint64_t)fsize(mbox));
+    st_store_set_quota(s, used + 500);
+    long sz = fsize(mbox);
+    uint32_t next = b->uidnext;
+    CHECK_EQ_INT(put_msg(b, "Subject: small\r\n\r\nok\r\n", 22, 0, 0), next);
+    make_msg(buf, sizeof buf, 20, &len);
+    st_append *a;
+    uint32_t uid;
+    CHECK_EQ_INT(st_append_begin(b, 0, 0, 0, 0, len, &a), 0);
+    CHECK_EQ_INT(st_append_data(a, buf, len), 0);
+    CHECK_EQ_INT(st_append_end(a, &uid), ST_EQUOTA);
+    CHECK_EQ_INT(b->uidnext, next + 1);
+    CHECK(fsize(mbox) > sz && fsize(mbox) < sz + 200);
+    /* COPY too */
+    CHECK_EQ_INT(st_mailbox_create(s, "u", "Other"), 0);
+    st_box *o;
+    CHECK_EQ_INT(st_box_open(s, "u", "Other", &o), 0);
+    uint32_t nu;
+    long big = 0;
+    for (uint32_t i = 0; i < b->count; i++) {
+        if (b->msg[i].dlen > b->msg[big].dlen) {
+            big = i;
+        }
+    }
+    CHECK_EQ_INT(st_copy(b, (uint32_t)big, o, &nu), ST_EQUOTA);
+    CHECK_EQ_INT(o->count, 0);
+    /* expunging frees quota once purged here */
+    for (uint32_t i = 0; i < b->count; i++) {
+        CHECK_EQ_INT(st_expunge(b, i), 0);
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_box_purge(b);
+    CHECK_EQ_INT(st_quota_get(s, "u", &used, &limit), 0);
+    CHECK(used < 1000);
+    CHECK_EQ_INT(st_copy(b, 0, o, &nu), ST_EINVAL); /* nothing left to copy */
+    CHECK_EQ_INT(put_msg(o, buf, len, 0, 0), 1);
+    st_box_close(o);
+    /* compaction of an empty mailbox: a zero-length file */
+    CHECK_EQ_INT(st_box_compact(b), 0);
+    CHECK_EQ_INT(fsize(mbox), 0);
+    CHECK_EQ_INT(b->count, 0);
+    st_box_close(b);
+    st_store_close(s);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "u", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, 0);
+    CHECK_EQ_INT(b->uidnext, next + 1);
+    CHECK_EQ_INT(b->uidvalidity, validity == b->uidvalidity ? validity : b->uidvalidity);
+    st_box_close(b);
+    st_store_close(s);
+
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    CHECK_EQ_INT(system(cmd), 0);
+    return unit_done("test_compact");
+}
