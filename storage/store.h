@@ -185,6 +185,12 @@ void st_store_set_quota(st_store *s, uint64_t bytes);
  * this process does not count) and the limit (0 = none). For QUOTA. */
 int  st_quota_get(st_store *s, const char *user, uint64_t *used, uint64_t *limit);
 
+/* RFC 7162 VANISHED: calls cb for each UID expunged with a MODSEQ above
+ * `since` (in log order). Returns 1 when that list is exact, 0 when the log
+ * was rewritten after `since` so older expunges are forgotten (cb not
+ * called: answer with every UID that is gone), <0 on error. */
+int  st_box_vanished(st_box *b, uint64_t since, void (*cb)(void *ctx, uint32_t uid), void *ctx);
+
 /* ---- messages from outside, admin tools (storage/tools.c) ---- */
 /* A message as an MTA or another store hands it over, streamed into an
  * append: LF or CRLF line ends become CRLF, and X-UID, Status, X-Status and
