@@ -47,6 +47,8 @@ PORT_SRC    := $(wildcard port/posix/*.c) port/tls_mbedtls.c
 # (tls_mbedtls.c compiles to nothing otherwise). Read from config.h, not
 # .config, so an old .config without the symbol still links right.
 TLS_LIBS     = $(if $(shell grep -s '^\#define CONFIG_TLS 1$$' $(CONFIG_H)),-lmbedtls -lmbedx509 -lmbedcrypto)
+# zlib only when COMPRESS=DEFLATE is built.
+Z_LIBS       = $(if $(shell grep -s '^\#define CONFIG_EXT_COMPRESS 1$$' $(CONFIG_H)),-lz)
 LIB_SRC     := $(CORE_SRC) $(STORAGE_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
 PORT_OBJ    := $(PORT_SRC:%.c=$(BUILD)/%.o)
@@ -64,7 +66,7 @@ endif
 $(DOTCONFIG):
 	$(Q)$(GENCONFIG) defconfig $(KCONFIG) board/host/defconfig $(DOTCONFIG)
 
-$(CONFIG_H): $(DOTCONFIG) $(KCONFIG) $(wildcard port/Kconfig.*) board/tools/genconfig.py
+$(CONFIG_H): $(DOTCONFIG) $(KCONFIG) $(wildcard port/Kconfig.* core/Kconfig.*) board/tools/genconfig.py
 	$(Q)mkdir -p $(BUILD)
 	$(Q)$(GENCONFIG) header $(KCONFIG) $(DOTCONFIG) $@
 
@@ -75,14 +77,14 @@ $(BUILD)/%.o: %.c $(CONFIG_H)
 
 $(BUILD)/picoimapd: $(LIB_OBJ) $(PORT_OBJ)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(OPT) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS)
+	$(Q)$(CC) $(OPT) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) $(Z_LIBS)
 
 # Unit tests link the whole server but main(), so the port is the real one.
 PORT_LIB_OBJ := $(filter-out $(BUILD)/port/posix/main.o,$(PORT_OBJ))
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(PORT_LIB_OBJ) tests/unit/unit.h
 	$(Q)mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit $(LDSAN) -o $@ $< $(LIB_OBJ) $(PORT_LIB_OBJ) $(TLS_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit $(LDSAN) -o $@ $< $(LIB_OBJ) $(PORT_LIB_OBJ) $(TLS_LIBS) $(Z_LIBS)
 
 -include $(LIB_OBJ:.o=.d) $(PORT_OBJ:.o=.d)
 

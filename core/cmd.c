@@ -136,6 +136,9 @@ void cmd_capability_list(imap_conn *c)
 #if CONFIG_SORT
     out_puts(c, " SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
 #endif
+    if (CONFIG_EXT_COMPRESS && c->state != S_NOTAUTH && !c->z) {
+        out_puts(c, " COMPRESS=DEFLATE");
+    }
     if (c->state == S_NOTAUTH) {
         if (CONFIG_TLS && !c->tls && g_srv->cfg->tls_cert) {
             out_puts(c, " STARTTLS");
@@ -1926,6 +1929,32 @@ static void cmd_idle(imap_conn *c, args *a)
     conn_enter_state(c, c->state);
 }
 
+/* COMPRESS DEFLATE (RFC 4978): the OK goes out plain, then the engine
+ * deflates both ways (conn.c). */
+static void cmd_compress(imap_conn *c, args *a)
+{
+    const char *mech;
+    uint32_t ml;
+    if (!CONFIG_EXT_COMPRESS) {
+        reply(c, "BAD", "Unknown command");
+        return;
+    }
+    if (arg_atom(a, &mech, &ml) < 0 || arg_end(a) < 0) {
+        reply(c, "BAD", "Usage: COMPRESS DEFLATE");
+        return;
+    }
+    if (ascii_casecmp(mech, "DEFLATE") != 0) {
+        reply(c, "NO", "Unknown compression mechanism");
+        return;
+    }
+    if (c->z || c->compress_pending) {
+        reply(c, "NO", "[COMPRESSIONACTIVE] Already compressing");
+        return;
+    }
+    reply(c, "OK", "DEFLATE active");
+    c->compress_pending = 1;
+}
+
 /* ---- the table ---- */
 
 typedef struct cmd_def {
@@ -1955,6 +1984,7 @@ static const cmd_def commands[] = {
     {"STATUS", S_AUTH | S_SELECTED, cmd_status},
     {"APPEND", S_AUTH | S_SELECTED, cmd_append},
     {"IDLE", S_AUTH | S_SELECTED, cmd_idle},
+    {"COMPRESS", S_AUTH | S_SELECTED, cmd_compress},
     {"CHECK", S_SELECTED, cmd_check},
     {"CLOSE", S_SELECTED, cmd_close},
     {"UNSELECT", S_SELECTED, cmd_unselect},

@@ -12,7 +12,9 @@
  * read and its command is not resumed until the client reads.
  */
 #include "imap.h"
+#include "lmtp.h"
 #include "view.h"
+#include "compress.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,17 +155,92 @@ void reply(imap_conn *c, const char *status, const char *fmt, ...)
     log_trace("%s > %s %s %s", c->peer, c->tag ? c->tag : "*", status, tmp);
 }
 
+/* Bytes to and from the peer below compression: TLS or the socket. */
+static long raw_read(imap_conn *c, void *p, size_t n)
+{
+    return c->tls ? port_tls_read(c->tls, p, n) : port_read(c->pc, p, n);
+}
+
+static long raw_write(imap_conn *c, const void *p, size_t n)
+{
+    /* After a 0 from port_tls_write the same bytes are offered again, as
+     * mbedTLS requires: callers keep them until written. */
+    return c->tls ? port_tls_write(c->tls, p, n) : port_write(c->pc, p, n);
+}
+
+/* COMPRESS=DEFLATE: deflate one queued chunk at a time (a sync flush after
+ * the last), and write the result before taking the next. */
+static void flush_z(imap_conn *c)
+{
+    for (;;) {
+        while (c->zoff < c->zout.len) {
+            long w = raw_write(c, c->zout.p + c->zoff, c->zout.len - c->zoff);
+            if (w < 0) {
+                c->closing = 2;
+                return;
+            }
+            if (w == 0) {
+                return;
+            }
+            c->zoff += (size_t)w;
+        }
+        c->zoff = 0;
+        if (!c->out.head || c->closing == 2) {
+            dbuf_free(&c->zout);   /* idle connections keep no buffer */
+            return;
+        }
+        dbuf_reset(&c->zout);
+        outchunk *h = c->out.head;
+        if (z_deflate(c->z, h->data + h->off, h->len - h->off, &c->zout, h->next == NULL) < 0) {
+            c->closing = 2;
+            return;
+        }
+        c->out.bytes -= h->len - h->off;
+        c->out.head = h->next;
+        if (!c->out.head) {
+            c->out.tail = NULL;
+        }
+        free(h);
+    }
+}
+
+/* Bytes for c->in: inflated when compressing. >0 bytes, 0 none now, -1
+ * closed or a corrupt stream. */
+static long conn_get(imap_conn *c, void *p, size_t n)
+{
+    if (!c->z) {
+        return raw_read(c, p, n);
+    }
+    for (;;) {
+        long k = z_inflate(c->z, p, n);
+        if (k != 0) {
+            return k < 0 ? -1 : k;
+        }
+        char buf[4096];
+        size_t room = z_feed_room(c->z);
+        if (room == 0) {
+            return -1;   /* 16 KiB of input that inflates to nothing */
+        }
+        long r = raw_read(c, buf, room < sizeof buf ? room : sizeof buf);
+        if (r <= 0) {
+            return r;
+        }
+        z_feed(c->z, buf, (size_t)r);
+    }
+}
+
 void conn_flush(imap_conn *c)
 {
     if (c->tls_hs) {
         return;   /* nothing goes out in clear, or into a half-made session */
     }
+    if (c->z) {
+        flush_z(c);
+        return;
+    }
     while (c->out.head && c->closing != 2) {
         outchunk *h = c->out.head;
-        /* After a 0 from port_tls_write the same bytes are offered again,
-         * as mbedTLS requires. */
-        long w = c->tls ? port_tls_write(c->tls, h->data + h->off, h->len - h->off)
-                        : port_write(c->pc, h->data + h->off, h->len - h->off);
+        long w = raw_write(c, h->data + h->off, h->len - h->off);
         if (w < 0) {
             c->closing = 2;
             break;
@@ -236,6 +313,7 @@ void conn_close(imap_conn *c, const char *why)
 static void conn_destroy(imap_conn *c)
 {
     cmd_conn_gone(c);
+    lmtp_free(c);
     if (c->state == S_NOTAUTH) {
         g_srv->npreauth--;
     }
@@ -253,6 +331,8 @@ static void conn_destroy(imap_conn *c)
     parse_free(&c->ps);
     dbuf_free(&c->in);
     out_free(c);
+    z_free(c->z);
+    dbuf_free(&c->zout);
     free(c->tag);
     free(c->user);
     free(c->delayed);
@@ -263,7 +343,8 @@ static void conn_destroy(imap_conn *c)
 
 static int can_process(const imap_conn *c)
 {
-    return !c->closing && !c->cont && !c->wake_at && !out_full(c) && !c->starttls && !c->tls_hs;
+    return !c->closing && !c->cont && !c->wake_at && !out_full(c) && !c->starttls && !c->tls_hs &&
+           !c->compress_pending;
 }
 
 static void process(imap_conn *c)
@@ -337,7 +418,9 @@ static void process(imap_conn *c)
 
 static void conn_read(imap_conn *c)
 {
-    while (!c->closing && c->in.len < READ_CHUNK) {
+    /* After STARTTLS nothing more is read in clear: the next bytes are
+     * the client's TLS handshake. */
+    while (!c->closing && !c->starttls && c->in.len < READ_CHUNK) {
         size_t room = READ_CHUNK - c->in.len;
         if (c->in.cap < READ_CHUNK + 1) {
             char *np = realloc(c->in.p, READ_CHUNK + 1);
@@ -348,13 +431,15 @@ static void conn_read(imap_conn *c)
             c->in.p = np;
             c->in.cap = READ_CHUNK + 1;
         }
-        long r = c->tls ? port_tls_read(c->tls, c->in.p + c->in.len, room)
-                        : port_read(c->pc, c->in.p + c->in.len, room);
+        long r = conn_get(c, c->in.p + c->in.len, room);
         if (r < 0) {
             c->closing = 2;
             return;
         }
         if (r == 0) {
+            if (c->in.len == 0) {
+                dbuf_free(&c->in);   /* idle: give the READ_CHUNK buffer back */
+            }
             break;
         }
         c->in.len += (size_t)r;
@@ -409,7 +494,8 @@ static int wants_read(const imap_conn *c)
 /* Decide what to wait for next; free the connection when it is done. */
 static void conn_update(imap_conn *c)
 {
-    if (c->closing == 1 && !c->out.head) {
+    int unsent = c->out.head != NULL || c->zoff < c->zout.len;
+    if (c->closing == 1 && !unsent) {
         c->closing = 2;
     }
     if (c->closing == 2) {
@@ -424,12 +510,26 @@ static void conn_update(imap_conn *c)
             return;
         }
     }
+    if (c->compress_pending && !unsent && !c->closing) {
+        /* The OK went out plain; everything after it is deflated, including
+         * any bytes the client sent right after the OK arrived. */
+        c->compress_pending = 0;
+        c->z = z_new();
+        if (!c->z) {
+            conn_destroy(c);
+            return;
+        }
+        z_feed(c->z, c->in.p, c->in.len);
+        dbuf_free(&c->in);
+        imap_on_event(c, PORT_EV_READ);
+        return;
+    }
     if (c->tls_hs) {
         port_want(c->pc, c->tls_want == PORT_EV_READ, c->tls_want == PORT_EV_WRITE);
         return;
     }
     /* A paused command with room for output is resumed next turn. */
-    port_want(c->pc, wants_read(c), c->out.head != NULL || (c->cont && !c->closing));
+    port_want(c->pc, wants_read(c), unsent || (c->cont && !c->closing));
 }
 
 /* Start a TLS session on c (implicit TLS at accept, or after STARTTLS).
@@ -540,6 +640,8 @@ void *imap_on_accept(port_conn *pc, int kind)
         if (conn_start_tls(c) < 0) {
             c->closing = 2;
         }
+    } else if (kind == LISTEN_LMTP) {
+        lmtp_start(c);
     } else {
         cmd_greeting(c);
     }
@@ -552,10 +654,13 @@ void *imap_on_accept(port_conn *pc, int kind)
 
 static int listen_all(imap_cfg *cfg)
 {
-    for (unsigned i = 0; i < cfg->nlisten + cfg->nlisten_tls; i++) {
+    for (unsigned i = 0; i < cfg->nlisten + cfg->nlisten_tls + cfg->nlmtp; i++) {
         char host[128];
-        int tls = i >= cfg->nlisten;   /* listen_tls lines come after listen lines */
-        const char *spec = tls ? cfg->listen_tls[i - cfg->nlisten] : cfg->listen[i];
+        /* listen_tls lines come after listen lines, then lmtp lines */
+        int lmtp = i >= cfg->nlisten + cfg->nlisten_tls;
+        int tls = !lmtp && i >= cfg->nlisten;
+        const char *spec = lmtp ? cfg->lmtp[i - cfg->nlisten - cfg->nlisten_tls]
+                         : tls ? cfg->listen_tls[i - cfg->nlisten] : cfg->listen[i];
         const char *colon = strrchr(spec, ':');
         if (!colon || (size_t)(colon - spec) >= sizeof host) {
             log_err("listen %s: expected host:port", spec);
@@ -574,7 +679,7 @@ static int listen_all(imap_cfg *cfg)
             log_err("listen %s: bad port", spec);
             return -1;
         }
-        if (!port_listen(host, port, tls ? LISTEN_IMAPS : LISTEN_IMAP)) {
+        if (!port_listen(host, port, lmtp ? LISTEN_LMTP : tls ? LISTEN_IMAPS : LISTEN_IMAP)) {
             return -1;
         }
     }
@@ -638,7 +743,8 @@ static int timers(void)
             c = nx;
             continue;
         }
-        if (c->tls && !c->tls_hs && wants_read(c) && port_tls_pending(c->tls)) {
+        if (((c->tls && !c->tls_hs && port_tls_pending(c->tls)) || (c->z && z_pending_in(c->z))) &&
+            wants_read(c)) {
             /* Decrypted bytes the socket will never signal: drain them
              * before the loop sleeps, and do not sleep this turn. */
             imap_on_event(c, PORT_EV_READ);
@@ -700,6 +806,8 @@ int imap_server_run(imap_cfg *cfg)
         log_err("cannot open store %s: %s", cfg->store, st_strerror(rc));
         return 1;
     }
+    st_store_set_quota(srv.store, cfg->quota);
+    st_store_set_compact_ratio(srv.store, cfg->compact_permille);
     while (port_poll(timers()) == 0) {
     }
     log_info("shutting down");

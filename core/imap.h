@@ -31,7 +31,7 @@ enum {
 #define S_ANY (S_NOTAUTH | S_AUTH | S_SELECTED)
 
 /* Listener kinds. */
-enum { LISTEN_IMAP = 1, LISTEN_IMAPS = 2 /* implicit TLS */ };
+enum { LISTEN_IMAP = 1, LISTEN_IMAPS = 2 /* implicit TLS */, LISTEN_LMTP = 3 };
 
 /* Runtime configuration (the config file). */
 typedef struct imap_cfg {
@@ -51,6 +51,12 @@ typedef struct imap_cfg {
     char    *user;             /* drop root to this user after start-up */
     char    *chroot;           /* chroot here before dropping root */
     int      allow_root;       /* keep running as root (not advised) */
+    int      special_folders;  /* new users get Drafts, Sent, Trash, Junk, Archive (default yes) */
+    char    *lmtp[4];          /* LMTP listeners: "host:port" (see core/lmtp.c) */
+    unsigned nlmtp;
+    uint64_t quota;            /* per-user bytes of mail, 0 = none ("100M") */
+    unsigned compact_permille; /* compact a mailbox when this share of it is
+                                  expunged mail (compact_ratio = 0.3) */
 } imap_cfg;
 
 int  cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, size_t errlen);
@@ -103,11 +109,18 @@ typedef struct imap_conn {
     uint64_t    append_size;        /* its announced size */
     char       *delayed;            /* response held back (failed login) */
     int         close_after_wake;   /* close once the delayed reply is out */
+    struct imap_z *z;               /* COMPRESS=DEFLATE state, or NULL */
+    dbuf        zout;               /* deflated bytes not yet written */
+    size_t      zoff;               /* of zout, bytes already written */
+    int         compress_pending;   /* start deflating once the OK is out */
     port_tls   *tls;                /* TLS session, NULL while plaintext */
     int         tls_hs;             /* handshake in progress */
     int         tls_want;           /* PORT_EV_* the handshake waits for */
     int         starttls;           /* STARTTLS answered: start TLS once output is out */
     struct sasl_state *sasl;        /* AUTHENTICATE exchange in progress */
+    unsigned    ext_on;             /* EXT_* switched on by ENABLE or use (ext.h) */
+    struct ext_append *mappend;     /* MULTIAPPEND messages streamed so far (ext.c) */
+    struct lmtp_state *lmtp;        /* LMTP session (LISTEN_LMTP, lmtp.c), or NULL */
 } imap_conn;
 
 typedef struct imap_server {

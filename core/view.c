@@ -1,5 +1,6 @@
 /* view.c -- per-session views of shared mailboxes (see view.h). */
 #include "view.h"
+#include "ext.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,7 @@ void view_close(imap_sess *s)
     }
     st_box *box = s->box;
     free(s->map);
+    free(s->saved);
     free(s);
     maybe_purge(box);
     if (!mv->sessions) {
@@ -298,6 +300,27 @@ void view_notify(imap_sess *s, int allow_expunge)
                 seqs[ns++] = seq;
             }
         }
+        if (CONFIG_EXT_QRESYNC && (c->ext_on & EXT_QRESYNC)) {
+            /* RFC 7162 3.2.10: VANISHED (UIDs) instead of EXPUNGE. */
+            uint32_t *uids = malloc((s->exists ? s->exists : 1) * sizeof *uids);
+            uint32_t nu = 0;
+            for (uint32_t i = 0; i < box->count && uids; i++) {
+                if (view_visible(s, i) && (box->msg[i].flags & ST_F_EXPUNGED)) {
+                    uids[nu++] = box->msg[i].uid;
+                }
+            }
+            if (nu) {
+                dbuf b = {0};
+                ext_numset(&b, uids, nu);
+                out_puts(c, "* VANISHED ");
+                out_write(c, b.p, b.len);
+                out_puts(c, "\r\n");
+                dbuf_free(&b);
+            }
+            s->exists -= nu;
+            free(uids);
+            ns = 0;
+        }
         while (seqs && ns > 0) {
             out_printf(c, "* %u EXPUNGE\r\n", seqs[--ns]);
             s->exists--;
@@ -309,6 +332,7 @@ void view_notify(imap_sess *s, int allow_expunge)
         pending_exp = 0;
     }
     /* 2. New messages, unless an unreported expunge sits among them. */
+    uint32_t oldmax = s->uidmax;   /* messages announced before this call */
     uint32_t newmax = s->uidmax, added = 0;
     int blocked = 0;
     for (uint32_t i = box->count; i-- > 0;) {
@@ -349,15 +373,27 @@ void view_notify(imap_sess *s, int allow_expunge)
             }
         }
         s->recent_count = r;
-        out_printf(c, "* %u RECENT\r\n", r);
+        if (!(c->ext_on & EXT_REV2)) {
+            out_printf(c, "* %u RECENT\r\n", r);
+        }
     }
     /* 3. Flag changes made by others. */
     if (box->highestmodseq > s->told_modseq) {
         for (uint32_t i = 0; i < box->count; i++) {
             const st_msg *m = &box->msg[i];
-            if (m->modseq > s->told_modseq && !(m->flags & ST_F_EXPUNGED) && view_visible(s, i)) {
-                out_printf(c, "* %u FETCH (FLAGS ", view_idx2seq(s, i));
+            /* Messages announced just now by EXISTS are not "changed":
+             * the client fetches their flags anyway. */
+            if (m->modseq > s->told_modseq && m->uid <= oldmax && !(m->flags & ST_F_EXPUNGED) &&
+                view_visible(s, i)) {
+                out_printf(c, "* %u FETCH (", view_idx2seq(s, i));
+                if (c->ext_on & EXT_QRESYNC) {
+                    out_printf(c, "UID %u ", m->uid);   /* RFC 7162 3.2.4 */
+                }
+                out_puts(c, "FLAGS ");
                 view_out_flags(s, i);
+                if (c->ext_on & EXT_CONDSTORE) {
+                    out_printf(c, " MODSEQ (%llu)", (unsigned long long)ext_modseq(m->modseq));
+                }
                 out_puts(c, ")\r\n");
             }
         }

@@ -9,8 +9,12 @@
 set -eu
 
 # libmbedtls-dev: CONFIG_TLS (default y) links Debian's mbedTLS 2.28 on the host.
-pkgs_build="gcc libc6-dev make python3 python3-kconfiglib libmbedtls-dev"
+pkgs_build="gcc libc6-dev make python3 python3-kconfiglib libmbedtls-dev zlib1g-dev"
 pkgs_test="python3-pytest curl clang libclang-rt-14-dev openssl"
+# Real clients driven by tests/integration/test_clients_*.py (issue 5).
+pkgs_test="$pkgs_test isync offlineimap3 mutt fetchmail tmux nodejs"
+# Debian's npm package conflicts with NodeSource's nodejs, which has npm in it.
+command -v npm >/dev/null 2>&1 || pkgs_test="$pkgs_test npm"
 # Real clients for interoperability tests and the bench (later issues).
 pkgs_bench="isync offlineimap3 mutt dovecot-imapd"
 

@@ -90,7 +90,7 @@ for t in "$@"; do
         continue
     fi
     echo "  LD(fuzz) $bin"
-    if ! $CLANG $CFLAGS $SAN_BIN -o "$bin" "$t" $objs; then
+    if ! $CLANG $CFLAGS $SAN_BIN -o "$bin" "$t" $objs -lz; then
         echo "fuzz $name: FAILED (did not build)"
         fail=$((fail + 1))
         continue
