@@ -223,10 +223,7 @@ static char *arg_mailbox(imap_conn *c, args *a)
         reply(c, "BAD", "Missing mailbox name");
         return NULL;
     }
-    if (n == 5 && ascii_ncasecmp(s, "INBOX", 5) == 0) {
-        return xstrdup("INBOX");
-    }
-    char *name = mailbox_name(s, n, &why);
+    char *name = mailbox_name_in(c, s, n, &why);
     if (!name) {
         reply(c, "NO", "[CANNOT] %s", why);
     }
@@ -1156,6 +1153,9 @@ static void cmd_append(imap_conn *c, args *a)
         }
     }
     a->i++;
+    if (CONFIG_EXT_UTF8_ACCEPT && arg_peek(a) && arg_peek(a)->type == TOK_RPAREN) {
+        a->i++;   /* the end of UTF8 (~{n}...) */
+    }
     if (err || arg_end(a) < 0) {
         st_append_abort(ap);
         st_box_close(box);
@@ -1292,8 +1292,12 @@ void cmd_literal(imap_conn *c)
         append_next(c, tag);
         return;
     }
+    /* RFC 6855: APPEND ... UTF8 (~{n}...) puts the message one level down. */
+    int utf8_form = CONFIG_EXT_UTF8_ACCEPT && p->depth == 1 && p->ntok >= 5 &&
+                    p->toks[p->ntok - 1].type == TOK_LPAREN && p->toks[p->ntok - 2].type == TOK_ATOM &&
+                    ascii_casecmp(tok_s(p, p->ntok - 2), "UTF8") == 0;
     int is_append = c->state != S_NOTAUTH && p->ntok >= 3 && p->toks[1].type == TOK_ATOM &&
-                    ascii_casecmp(tok_s(p, 1), "APPEND") == 0 && p->depth == 0 && !c->append;
+                    ascii_casecmp(tok_s(p, 1), "APPEND") == 0 && (p->depth == 0 || utf8_form) && !c->append;
     if (is_append) {
         args a = {c, 2, p->ntok};
         char *tagcopy = xstrdup(tag);
@@ -1310,7 +1314,7 @@ void cmd_literal(imap_conn *c)
             refuse_literal(c, tagcopy, "NO", "[TOOBIG] Message too large");
             goto done;
         }
-        if (arg_astring(&a, &s, &n) < 0 || !(name = (n == 5 && !ascii_ncasecmp(s, "INBOX", 5)) ? xstrdup("INBOX") : mailbox_name(s, n, &why))) {
+        if (arg_astring(&a, &s, &n) < 0 || !(name = mailbox_name_in(c, s, n, &why))) {
             refuse_literal(c, tagcopy, "NO", "[CANNOT] Invalid mailbox name");
             goto done;
         }
@@ -1330,11 +1334,14 @@ void cmd_literal(imap_conn *c)
                 goto done;
             }
         }
-        if (arg_peek(&a)) {
+        if (arg_peek(&a) && !(utf8_form && a.i == a.n - 2)) {
             if (arg_astring(&a, &s, &n) < 0 || parse_date_time(s, n, &idate, &tz) < 0) {
                 refuse_literal(c, tagcopy, "BAD", "Invalid date-time");
                 goto done;
             }
+        }
+        if (utf8_form) {
+            a.i += 2;   /* UTF8 ( */
         }
         if (arg_end(&a) < 0) {
             refuse_literal(c, tagcopy, "BAD", "Invalid APPEND arguments");

@@ -41,6 +41,13 @@ void seqset_free(seqset *set);
  * names that could leave the user's folder. Returns a malloc'd name or NULL
  * with *why set. */
 char *mailbox_name(const char *s, uint32_t len, const char **why);
+/* UTF8=ACCEPT: a UTF-8 name to the stored modified UTF-7 form (NULL if not
+ * well-formed UTF-8), and back for output. Both malloc'd. */
+char *mailbox_utf8_to_mutf7(const char *s, size_t n);
+char *mailbox_mutf7_to_utf8(const char *s);
+/* The name argument as this connection sends it (UTF-8 after ENABLE
+ * UTF8=ACCEPT, else modified UTF-7), validated, in stored form. */
+char *mailbox_name_in(imap_conn *c, const char *s, uint32_t len, const char **why);
 
 /* Convert a store error to a tagged NO with a fitting response code. */
 void reply_st_err(imap_conn *c, int err, const char *what);
@@ -52,6 +59,9 @@ void fetch_job_free(imap_conn *c);
 void cmd_search(imap_conn *c, args *a, int uid);
 /* Parse SEARCH criteria only (for the fuzzer); 0 if valid. */
 int  search_parse_check(imap_conn *c, args *a);
+/* SORT/THREAD criteria after their charset: match[i] = 1 for each msg[]
+ * index that matches. 0, -1 (BAD, *why) or -2 (unsupported charset). */
+int  search_match(imap_conn *c, args *a, const char *charset, uint8_t *match, const char **why);
 /* flags: parse "\Seen" etc. Returns 0 and sets flags and kw. */
 int  parse_flag_list(imap_conn *c, args *a, st_box *box, uint8_t *flags, uint64_t *kw, int create_kw);
 

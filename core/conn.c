@@ -15,6 +15,8 @@
 #include "lmtp.h"
 #include "view.h"
 #include "compress.h"
+#include "ext.h"
+#include "cmd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +138,15 @@ void out_nstring(imap_conn *c, const char *s, size_t n)
 
 void out_mailbox(imap_conn *c, const char *name)
 {
+    if (CONFIG_EXT_UTF8_ACCEPT && (c->ext_on & EXT_UTF8)) {
+        /* RFC 6855: after ENABLE UTF8=ACCEPT names go out as UTF-8. */
+        char *u = mailbox_mutf7_to_utf8(name);
+        if (u) {
+            out_string(c, u, strlen(u));
+            free(u);
+            return;
+        }
+    }
     out_string(c, name, strlen(name));
 }
 

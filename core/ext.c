@@ -139,7 +139,7 @@ void cmd_getquotaroot(imap_conn *c, args *a)
         reply(c, "BAD", "Usage: GETQUOTAROOT mailbox");
         return;
     }
-    char *name = (n == 5 && !ascii_ncasecmp(s, "INBOX", 5)) ? xstrdup("INBOX") : mailbox_name(s, n, &why);
+    char *name = mailbox_name_in(c, s, n, &why);
     if (!name || !st_mailbox_exists(g_srv->store, c->user, name)) {
         free(name);
         reply(c, "NO", "[NONEXISTENT] Mailbox does not exist");

@@ -1,5 +1,6 @@
 /* names.c -- mailbox names: modified UTF-7 (RFC 3501 5.1.3) and safety. */
 #include "cmd.h"
+#include "ext.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -130,4 +131,185 @@ char *mailbox_name(const char *s, uint32_t len, const char **why)
         memcpy(n, "INBOX", 5);
     }
     return n;
+}
+
+/* ---- UTF8=ACCEPT (RFC 6855): names travel as UTF-8, stored as mUTF-7 ---- */
+
+static const char mb64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+/* Decode one UTF-8 sequence; returns its length and the code point, or -1
+ * for anything not well-formed (overlong, surrogate, above U+10FFFF). */
+static int utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    int len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+    if (!len || s[0] >= 0xf5 || (size_t)len > n) {
+        return -1;
+    }
+    uint32_t v = s[0] & (0x7f >> len);
+    for (int i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return -1;
+        }
+        v = (v << 6) | (s[i] & 0x3f);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < min[len] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) {
+        return -1;
+    }
+    *cp = v;
+    return len;
+}
+
+static void flush_b64(dbuf *o, const uint16_t *u, size_t nu)
+{
+    uint32_t bits = 0;
+    int nb = 0;
+    dbuf_addc(o, '&');
+    for (size_t i = 0; i < nu; i++) {
+        bits = (bits << 16) | u[i];
+        nb += 16;
+        while (nb >= 6) {
+            nb -= 6;
+            dbuf_addc(o, mb64_chars[(bits >> nb) & 63]);
+        }
+    }
+    if (nb > 0) {
+        dbuf_addc(o, mb64_chars[(bits << (6 - nb)) & 63]);
+    }
+    dbuf_addc(o, '-');
+}
+
+char *mailbox_utf8_to_mutf7(const char *s, size_t n)
+{
+    dbuf o = {0};
+    uint16_t run[256];
+    size_t nr = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int k = utf8_next((const unsigned char *)s + i, n - i, &cp);
+        if (k < 0 || cp == 0) {
+            dbuf_free(&o);
+            return NULL;
+        }
+        i += (size_t)k;
+        if (cp >= 0x20 && cp <= 0x7e) {
+            if (nr) {
+                flush_b64(&o, run, nr);
+                nr = 0;
+            }
+            if (cp == '&') {
+                dbuf_adds(&o, "&-");
+            } else {
+                dbuf_addc(&o, (char)cp);
+            }
+            continue;
+        }
+        if (nr + 2 > sizeof run / sizeof run[0]) {
+            dbuf_free(&o);   /* a name that long is refused anyway */
+            return NULL;
+        }
+        if (cp >= 0x10000) {
+            cp -= 0x10000;
+            run[nr++] = (uint16_t)(0xd800 | (cp >> 10));
+            run[nr++] = (uint16_t)(0xdc00 | (cp & 0x3ff));
+        } else {
+            run[nr++] = (uint16_t)cp;
+        }
+    }
+    if (nr) {
+        flush_b64(&o, run, nr);
+    }
+    if (!o.p) {
+        dbuf_add(&o, "", 0);
+    }
+    return o.p;
+}
+
+static void put_utf8(dbuf *o, uint32_t cp)
+{
+    char b[4];
+    if (cp < 0x80) {
+        dbuf_addc(o, (char)cp);
+    } else if (cp < 0x800) {
+        b[0] = (char)(0xc0 | (cp >> 6));
+        b[1] = (char)(0x80 | (cp & 0x3f));
+        dbuf_add(o, b, 2);
+    } else if (cp < 0x10000) {
+        b[0] = (char)(0xe0 | (cp >> 12));
+        b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        b[2] = (char)(0x80 | (cp & 0x3f));
+        dbuf_add(o, b, 3);
+    } else {
+        b[0] = (char)(0xf0 | (cp >> 18));
+        b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        b[3] = (char)(0x80 | (cp & 0x3f));
+        dbuf_add(o, b, 4);
+    }
+}
+
+char *mailbox_mutf7_to_utf8(const char *s)
+{
+    dbuf o = {0};
+    dbuf_add(&o, "", 0);
+    for (size_t i = 0; s[i];) {
+        if (s[i] != '&') {
+            dbuf_addc(&o, s[i++]);
+            continue;
+        }
+        if (s[i + 1] == '-') {
+            dbuf_addc(&o, '&');
+            i += 2;
+            continue;
+        }
+        i++;
+        uint32_t bits = 0, hi = 0;
+        int nb = 0;
+        while (s[i] && s[i] != '-') {
+            int v = mb64((unsigned char)s[i++]);
+            if (v < 0) {
+                break;
+            }
+            bits = (bits << 6) | (uint32_t)v;
+            nb += 6;
+            if (nb >= 16) {
+                nb -= 16;
+                uint32_t u = (bits >> nb) & 0xffff;
+                if (u >= 0xd800 && u <= 0xdbff) {
+                    hi = u;
+                } else if (u >= 0xdc00 && u <= 0xdfff && hi) {
+                    put_utf8(&o, 0x10000 + ((hi - 0xd800) << 10) + (u - 0xdc00));
+                    hi = 0;
+                } else {
+                    put_utf8(&o, u);
+                }
+            }
+        }
+        if (s[i] == '-') {
+            i++;
+        }
+    }
+    return o.p;
+}
+
+char *mailbox_name_in(imap_conn *c, const char *s, uint32_t len, const char **why)
+{
+    if (len == 5 && ascii_ncasecmp(s, "INBOX", 5) == 0) {
+        return xstrdup("INBOX");
+    }
+    if (CONFIG_EXT_UTF8_ACCEPT && (c->ext_on & EXT_UTF8)) {
+        char *m = mailbox_utf8_to_mutf7(s, len);
+        if (!m) {
+            *why = "Mailbox name is not valid UTF-8";
+            return NULL;
+        }
+        char *n = mailbox_name(m, (uint32_t)strlen(m), why);
+        free(m);
+        return n;
+    }
+    return mailbox_name(s, len, why);
 }

@@ -16,6 +16,7 @@ enum {
     PS_CR,          /* after CR, expecting LF */
     PS_SKIP,        /* after an error: discard to the end of the command */
     PS_SKIPLIT,     /* after an error: discard a {n+} literal's bytes */
+    PS_TILDE,       /* after '~': a literal8 or an atom */
 };
 
 void parse_init(imap_parser *p, size_t line_max, size_t arena_max, uint32_t tok_max)
@@ -274,6 +275,12 @@ int parse_feed(imap_parser *p, const char *buf, size_t n, size_t *used)
                 p->state = PS_QUOTED;
                 break;
             }
+            if (c == '~') {
+                /* literal8 "~{n}" (RFC 3516/6855), or an atom that starts
+                 * with '~' (decided by the next byte) */
+                p->state = PS_TILDE;
+                break;
+            }
             if (c == '{') {
                 p->count = 0;
                 p->count_ok = 0;
@@ -293,7 +300,23 @@ int parse_feed(imap_parser *p, const char *buf, size_t n, size_t *used)
             p->state = PS_ATOM;
             break;
 
+        case PS_TILDE:
+            if (c == '{') {
+                p->count = 0;
+                p->count_ok = 0;
+                p->lit_plus = 0;
+                p->lit_len = 0;
+                p->state = PS_LITCOUNT;
+                break;
+            }
+            if (tok_begin(p, TOK_ATOM) < 0 || arena_putc(p, '~') < 0) {
+                r = fail(p, "Too many tokens", 0);
+                goto out;
+            }
+            p->state = PS_ATOM;
+            goto atom;   /* c continues (or ends) the atom */
         case PS_ATOM:
+        atom:
             if (p->ntok == 1 && (c == '(' || c == ')' || c == '"')) {
                 /* Not a tag: answer untagged. */
                 p->ntok = 0;

@@ -193,6 +193,33 @@ static void test_names(void)
     free(n);
 }
 
+static void test_utf8_names(void)
+{
+    char *m = mailbox_utf8_to_mutf7("Entw\xc3\xbcrfe", 9);
+    CHECK_EQ_STR(m, "Entw&APw-rfe");
+    char *u = m ? mailbox_mutf7_to_utf8(m) : NULL;
+    CHECK_EQ_STR(u, "Entw\xc3\xbcrfe");
+    free(m);
+    free(u);
+    /* RFC 3501's example, a surrogate pair, and '&' */
+    m = mailbox_utf8_to_mutf7("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 9);
+    CHECK_EQ_STR(m, "&ZeVnLIqe-");
+    free(m);
+    m = mailbox_utf8_to_mutf7("a&b \xf0\x9f\x93\xa7", 8);
+    CHECK_EQ_STR(m, "a&-b &2D3c5w-");
+    u = m ? mailbox_mutf7_to_utf8(m) : NULL;
+    CHECK_EQ_STR(u, "a&b \xf0\x9f\x93\xa7");
+    free(m);
+    free(u);
+    const char *why;
+    char *n = mailbox_name("&2D3c5w-", 8, &why);   /* the pair is valid mUTF-7 */
+    CHECK_EQ_STR(n, "&2D3c5w-");
+    free(n);
+    CHECK(mailbox_utf8_to_mutf7("\xc0\xaf", 2) == NULL);         /* overlong */
+    CHECK(mailbox_utf8_to_mutf7("\xed\xa0\x80", 3) == NULL);     /* surrogate */
+    CHECK(mailbox_utf8_to_mutf7("\xe6\x97", 2) == NULL);         /* truncated */
+}
+
 static void test_dates(void)
 {
     int64_t t, d;
@@ -222,6 +249,7 @@ int main(void)
     test_errors();
     test_seqset();
     test_names();
+    test_utf8_names();
     test_dates();
     return unit_done("test_parse");
 }
