@@ -28,6 +28,8 @@ int cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, s
     cfg->allow_plaintext = CONFIG_ALLOW_PLAINTEXT_DEFAULT;
     cfg->plaintext_loopback = 1;
     cfg->tls_handshake_timeout = CONFIG_TLS_HANDSHAKE_TIMEOUT;
+    cfg->compact_permille = 300;
+    cfg->special_folders = 1;
     int lineno = 0;
     const char *p = text;
     while (*p) {
@@ -132,6 +134,49 @@ int cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, s
             cfg->chroot = path_join(basedir, v);
         } else if (strcmp(k, "allow_root") == 0) {
             cfg->allow_root = yesno(v);
+        } else if (strcmp(k, "special_folders") == 0) {
+            cfg->special_folders = yesno(v);
+        } else if (strcmp(k, "lmtp") == 0) {
+            if (cfg->nlmtp >= sizeof cfg->lmtp / sizeof cfg->lmtp[0]) {
+                snprintf(err, errlen, "line %d: too many lmtp lines", lineno);
+                return -1;
+            }
+            cfg->lmtp[cfg->nlmtp++] = xstrdup(v);
+        } else if (strcmp(k, "quota") == 0) {
+            /* bytes, or with a K/M/G suffix (powers of 1024) */
+            size_t vl = strlen(v), sh = 0;
+            char u = vl ? (char)ascii_upper((unsigned char)v[vl - 1]) : 0;
+            if (u == 'K' || u == 'M' || u == 'G') {
+                sh = u == 'K' ? 10 : u == 'M' ? 20 : 30;
+                vl--;
+            }
+            uint64_t q;
+            if (parse_u64(v, vl, &q) < 0 || q > (UINT64_MAX >> sh)) {
+                snprintf(err, errlen, "line %d: quota: expected bytes, or a number and K, M or G", lineno);
+                return -1;
+            }
+            cfg->quota = q << sh;
+        } else if (strcmp(k, "compact_ratio") == 0) {
+            /* a fraction with up to three decimals: 0.3, 0.25, 1 */
+            unsigned pm = 0, scale = 1000;
+            const char *q = v;
+            while (*q >= '0' && *q <= '9') {
+                pm = pm * 10 + (unsigned)(*q++ - '0') * 1000;
+                if (pm > 1000) {
+                    break;
+                }
+            }
+            if (*q == '.') {
+                for (q++; *q >= '0' && *q <= '9' && scale > 1; q++) {
+                    scale /= 10;
+                    pm += (unsigned)(*q - '0') * scale;
+                }
+            }
+            if (q == v || *q || pm > 1000) {
+                snprintf(err, errlen, "line %d: compact_ratio: expected a fraction from 0 to 1", lineno);
+                return -1;
+            }
+            cfg->compact_permille = pm;
         } else {
             snprintf(err, errlen, "line %d: unknown key '%s'", lineno, k);
             return -1;
@@ -159,6 +204,11 @@ int cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, s
         snprintf(err, errlen, "listen_tls needs tls_cert = ... and tls_key = ...");
         return -1;
     }
+    if ((cfg->user || cfg->chroot) && !CONFIG_PRIV_DROP) {
+        /* Never run as root when the operator asked us not to. */
+        snprintf(err, errlen, "user/chroot given but this build cannot drop privileges (CONFIG_PRIV_DROP)");
+        return -1;
+    }
     if (!cfg->tls_cert != !cfg->tls_key) {
         snprintf(err, errlen, "tls_cert and tls_key go together");
         return -1;
@@ -181,5 +231,8 @@ void cfg_free(imap_cfg *cfg)
     free(cfg->tls_key);
     free(cfg->user);
     free(cfg->chroot);
+    for (unsigned i = 0; i < cfg->nlmtp; i++) {
+        free(cfg->lmtp[i]);
+    }
     memset(cfg, 0, sizeof *cfg);
 }

@@ -37,10 +37,10 @@ static char *saslname(const char *s, size_t n)
         }
         if (s[i] != '=') {
             out[o++] = s[i];
-        } else if (i + 2 < n + 0 && s[i + 1] == '2' && s[i + 2] == 'C') {
+        } else if (i + 2 < n && s[i + 1] == '2' && s[i + 2] == 'C') {
             out[o++] = ',';
             i += 2;
-        } else if (i + 2 < n + 0 && s[i + 1] == '3' && s[i + 2] == 'D') {
+        } else if (i + 2 < n && s[i + 1] == '3' && s[i + 2] == 'D') {
             out[o++] = '=';
             i += 2;
         } else {

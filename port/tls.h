@@ -16,9 +16,13 @@
  * poll() while a connection that wants to read still has such bytes,
  * because the socket will not become readable for them.
  *
- * With CONFIG_TLS=0 the core still compiles every call (they are behind
- * `if (CONFIG_TLS)`), and the stubs at the end of this header make them
- * no-ops the optimizer drops, so the binary has no TLS library in it.
+ * With CONFIG_TLS=0 the core's calls still compile, against the inline
+ * stubs at the end of this header: c->tls is then always NULL, the
+ * optimizer drops the TLS paths, and the binary has no TLS library in it.
+ *
+ * SIGHUP: port_tls_setup() installs the handler (the flag that
+ * port_tls_hup_requested() reports) when TLS is configured; without TLS
+ * configured, SIGHUP keeps whatever the network port set up.
  */
 #ifndef PORT_TLS_H
 #define PORT_TLS_H

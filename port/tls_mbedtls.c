@@ -56,6 +56,7 @@ struct port_tls {
     mbedtls_ssl_context ssl;   /* the session; holds the record buffers */
     port_conn          *pc;    /* the byte stream under it */
     tls_conf           *conf;  /* configuration it started with (ref held) */
+    size_t              wpend; /* bytes in a record mbedTLS could not send yet */
 };
 
 static tls_conf *cur;                    /* configuration for new sessions */
@@ -385,11 +386,29 @@ long port_tls_write(port_tls *t, const void *buf, size_t n)
     if (n == 0) {
         return 0;
     }
-    int ret = mbedtls_ssl_write(&t->ssl, buf, n);
+    /* After WANT_WRITE, mbedTLS holds an encrypted record of exactly the
+     * bytes it was given and, once that is sent, reports success for
+     * whatever length the retry passes. The core's queue may have grown
+     * meanwhile, so retry with the original length, or bytes would be
+     * acknowledged that were never encrypted. */
+    size_t len = n;
+    int maxp = mbedtls_ssl_get_max_out_record_payload(&t->ssl);
+    if (maxp > 0 && len > (size_t)maxp) {
+        len = (size_t)maxp;
+    }
+    if (t->wpend) {
+        if (n < t->wpend) {
+            return -1;   /* caller broke the contract: fail, never corrupt */
+        }
+        len = t->wpend;
+    }
+    int ret = mbedtls_ssl_write(&t->ssl, buf, len);
     if (ret > 0) {
+        t->wpend = 0;
         return ret;
     }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        t->wpend = len;
         return 0;
     }
     return -1;

@@ -9,7 +9,7 @@
 set -eu
 
 # libmbedtls-dev: CONFIG_TLS (default y) links Debian's mbedTLS 2.28 on the host.
-pkgs_build="gcc libc6-dev make python3 python3-kconfiglib libmbedtls-dev zlib1g-dev"
+pkgs_build="gcc libc6-dev make python3 python3-kconfiglib libmbedtls-dev zlib1g-dev openssl"
 pkgs_test="python3-pytest curl clang libclang-rt-14-dev openssl"
 # Real clients driven by tests/integration/test_clients_*.py (issue 5).
 pkgs_test="$pkgs_test isync offlineimap3 mutt fetchmail tmux nodejs"

@@ -13,16 +13,23 @@ static void usage(void)
             "usage: picoimapd [-c CONFIG]      run the server in the foreground\n"
             "       picoimapd -V               print the version\n"
             "       picoimapd passwd [-s SCRAM-SHA-256|SHA512-CRYPT] [USER]\n"
-            "                                  print a passwd-file line\n");
+            "                                  print a passwd-file line\n"
+            "       picoimapd deliver|import|export|check ...\n"
+            "                                  store tools (run one for its usage)\n");
     exit(2);
 }
 
 int posix_passwd_main(int argc, char **argv);   /* passwd_cmd.c */
+int posix_store_main(int argc, char **argv);    /* store_cmd.c */
 
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "passwd") == 0) {
         return posix_passwd_main(argc - 1, argv + 1);
+    }
+    if (argc >= 2 && (strcmp(argv[1], "deliver") == 0 || strcmp(argv[1], "import") == 0 ||
+                      strcmp(argv[1], "export") == 0 || strcmp(argv[1], "check") == 0)) {
+        return posix_store_main(argc - 1, argv + 1);
     }
     const char *conf = "/etc/picoimapd.conf";
     int opt;

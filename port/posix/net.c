@@ -59,6 +59,12 @@ static void setup_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* SIGHUP reloads what can be reloaded (the TLS layer installs its own
+     * handler); without TLS it must not kill the daemon. */
+    struct sigaction old;
+    if (sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+        signal(SIGHUP, SIG_IGN);
+    }
 }
 
 static int set_nonblock(int fd)

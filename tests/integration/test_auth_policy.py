@@ -305,9 +305,13 @@ def test_refuses_root_without_user(server_factory):
     assert b"refusing to run as root" in p.stdout + p.stderr
 
 
-def test_drops_to_user(server_factory):
+@pytest.mark.parametrize("chroot", [False, True])
+def test_drops_to_user(server_factory, chroot, monkeypatch):
     if os.geteuid() != 0:
         pytest.skip("needs root")
+    if chroot:
+        # LeakSanitizer reads /proc at exit, which a chroot does not have.
+        monkeypatch.setenv("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0:halt_on_error=1")
     nobody = pwd.getpwnam("nobody")
     d = tempfile.mkdtemp(prefix="picoimapd-priv-")
     try:
@@ -319,9 +323,13 @@ def test_drops_to_user(server_factory):
         with open(pw, "w") as f:
             f.write("demo:{PLAIN}demo\n")
         os.chmod(pw, 0o644)
-        s = server_factory(start=False, extra_conf=["user = nobody", "allow_root = no",
-                                                    "store = " + mail, "passwd = " + pw])
+        extra = ["user = nobody", "allow_root = no", "store = " + mail, "passwd = " + pw]
+        if chroot:
+            extra.append("chroot = " + d)
+        s = server_factory(start=False, extra_conf=extra)
         s.start()
+        if chroot:
+            assert os.readlink("/proc/%d/root" % s.proc.pid) == d
         with open("/proc/%d/status" % s.proc.pid) as f:
             uids = [l for l in f if l.startswith(("Uid:", "Gid:", "Groups:"))]
         assert uids[0].split()[1:] == [str(nobody.pw_uid)] * 4, uids

@@ -56,6 +56,16 @@ def tls_server(server_factory, certs, kind="ec", extra=(), start=True):
     s.cert = cert
     if start:
         s.start()
+        # start() waits for the plain listener; the TLS one is bound just
+        # after it.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection((HOST, tport), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no TLS listener:\n" + s.log_text()
+                time.sleep(0.05)
     return s
 
 
@@ -379,3 +389,85 @@ def test_sighup_reloads_certificate(server_factory, certs):
     again = tls_raw(s)
     assert again.sock.getpeercert(binary_form=True) == der2
     assert "keeping the old certificate" in s.log_text()
+
+
+# ---------------------------------------------------------------- mbsync
+
+@pytest.mark.parametrize("ssltype", ["IMAPS", "STARTTLS"])
+def test_mbsync(server_factory, certs, tmp_path, ssltype):
+    import shutil as _sh
+    if not _sh.which("mbsync"):
+        pytest.skip("mbsync (isync) not installed")
+    s = tls_server(server_factory, certs, extra=NO_PLAIN_LOOPBACK)
+    msg = put_message_tls(s, "mbsync " + ssltype)
+    local = tmp_path / "local"
+    local.mkdir()
+    cfg = tmp_path / "mbsyncrc"
+    # mbsync matches the certificate against a host name only (not an IP
+    # SAN); "localhost" is in the test certificate.
+    cfg.write_text("""IMAPAccount acc
+Host {host}
+Port {port}
+User demo
+Pass demo
+SSLType {ssltype}
+SSLVersions TLSv1.2
+CertificateFile {cert}
+
+IMAPStore remote
+Account acc
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+
+Channel ch
+Far :remote:
+Near :local:
+Patterns INBOX
+Create Near
+SyncState *
+""".format(host="localhost", port=s.tls_port if ssltype == "IMAPS" else s.port, ssltype=ssltype,
+           cert=s.cert, local=local))
+    p = subprocess.run(["mbsync", "-c", str(cfg), "-a"], capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = []
+    for sub in ("new", "cur"):
+        dd = local / "INBOX" / sub
+        if dd.exists():
+            got += [f.read_bytes() for f in dd.iterdir()]
+    assert len(got) == 1
+    # mbsync stores LF line ends and adds its own X-TUID header.
+    body = b"".join(l for l in got[0].splitlines(True) if not l.startswith(b"X-TUID:"))
+    assert body == msg.replace(b"\r\n", b"\n")
+
+
+NO_PLAIN_LOOPBACK = ["plaintext_loopback = no", "allow_plaintext = no"]
+
+
+def test_tls_slow_reader_gets_every_byte(server_factory, certs):
+    """The client stops reading while a big FETCH and more responses pile
+    up: mbedTLS returns WANT_WRITE with a record half sent while the core's
+    queue keeps growing; every byte must still arrive exactly once."""
+    s = tls_server(server_factory, certs)
+    msg = make_message("slow", size=2 * 1024 * 1024)
+    c = imaplib.IMAP4_SSL(HOST, s.tls_port, ssl_context=ctx_for(s.cert))
+    ok(c.login("demo", "demo"), "LOGIN")
+    ok(c.append("INBOX", None, None, msg), "APPEND")
+    c.logout()
+    r = tls_raw(s)
+    r.login("demo")
+    r.cmd_ok("SELECT INBOX")
+    r.send(b"f1 FETCH 1 BODY.PEEK[]\r\n" + b"".join(b"n%d NOOP\r\n" % i for i in range(50))
+           + b"f2 FETCH 1 BODY.PEEK[]\r\n")
+    time.sleep(1.5)
+    data = b""
+    r.sock.settimeout(30)
+    while not data.endswith(b"f2 OK FETCH completed\r\n") and b"f2 BAD" not in data:
+        chunk = r.sock.recv(1 << 20)
+        assert chunk, "connection closed early"
+        data += chunk
+        if b"\r\nf2 " in data and data.rstrip().endswith(b"completed"):
+            break
+    assert data.count(msg) == 2
+    assert data.count(b" OK NOOP") == 50 or data.count(b"NOOP completed") == 50

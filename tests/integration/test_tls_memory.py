@@ -95,3 +95,132 @@ def test_memory_per_idle_tls_session(server_factory, certs):  # noqa: F811
     if tls_heap is None:
         pytest.skip("gdb not installed: no heap figure (pages: %.1f KiB)" % tls_pages)
     assert tls_heap <= 40, "%.1f KiB of heap per TLS session" % tls_heap
+
+
+# ---------------------------------------------------------------- Dovecot
+
+def proc_tree_private_kib(root):
+    """Private memory (clean + dirty) of root and all its descendants."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            total += private_dirty_kib(pid)
+        except OSError:
+            pass
+    return total
+
+
+def test_memory_compared_with_dovecot(server_factory, certs, tmp_path):  # noqa: F811
+    """The same 100 idle TLS sessions against Dovecot's imaps (if
+    installed and we are root), for the README's comparison."""
+    import tempfile
+    from conftest import free_port as _free_port
+    if not shutil.which("dovecot") or os.geteuid() != 0:
+        pytest.skip("needs dovecot-imapd and root")
+    if "asan" in os.environ.get("PICOIMAPD", ""):
+        pytest.skip("sanitizer build")
+    cert, key = certs["ec"]
+    d = tempfile.mkdtemp(prefix="picoimapd-dcmem-")
+    try:
+        os.chmod(d, 0o755)
+        store = os.path.join(d, "mail")
+        os.mkdir(store)
+        os.chown(store, 65534, 65534)
+        pw = os.path.join(d, "passwd")
+        with open(pw, "w") as f:
+            f.write("demo:{PLAIN}demo\n")
+        port = _free_port()
+        conf = os.path.join(d, "dovecot.conf")
+        with open(conf, "w") as f:
+            f.write("""base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = required
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+auth_mechanisms = plain
+first_valid_uid = 100
+mail_uid = 65534
+mail_gid = 65534
+passdb {{
+  driver = passwd-file
+  args = {pw}
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home={m}/%u
+}}
+mail_location = maildir:{m}/%u/Maildir
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  chroot =
+  process_limit = 1000
+}}
+service imap {{
+  process_limit = 1000
+}}
+service anvil {{
+  chroot =
+}}
+default_client_limit = 2000
+protocol imap {{
+  mail_max_userip_connections = 1000
+}}
+""".format(d=d, cert=cert, key=key, pw=pw, m=store, port=port))
+        proc = subprocess.Popen(["dovecot", "-F", "-c", conf], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    socket.create_connection((HOST, port), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "dovecot did not start"
+                    time.sleep(0.1)
+
+            class Dc:
+                tls_port = port
+            Dc.cert = cert
+            warm = [tls_login_from(Dc, "127.0.0.2") for _ in range(3)]
+            time.sleep(0.5)
+            p0 = proc_tree_private_kib(proc.pid)
+            conns = [tls_login_from(Dc, "127.0.0.%d" % (20 + i // 50)) for i in range(N)]
+            time.sleep(0.5)
+            p1 = proc_tree_private_kib(proc.pid)
+            dc = (p1 - p0) / N
+            for r in conns + warm:
+                r.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+        s = tls_server(server_factory, certs)
+        ours_heap, ours_pages = measure(s, True, 30)
+        print("\nper idle TLS session after LOGIN+SELECT (%d sessions): picoimapd %.1f KiB heap / "
+              "%.1f KiB pages; Dovecot %s imaps %.1f KiB private memory (all its processes)"
+              % (N, ours_heap or -1, ours_pages, subprocess.run(
+                  ["dovecot", "--version"], capture_output=True, text=True).stdout.split()[0], dc))
+        assert ours_pages < dc
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
