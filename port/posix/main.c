@@ -50,7 +50,7 @@ int main(int argc, char **argv)
     size_t len = 0;
     int rc = st_slurp(st_vfs_posix(), conf, &text, &len, 1 << 20);
     if (rc < 0) {
-        port_fatal("cannot read config %s: %s", conf, st_strerror(rc));
+        port_fatal("cannot read config %s: %s", conf, rc == ST_ENOENT ? "no such file" : st_strerror(rc));
     }
     char *dup = xstrdup(conf);
     char err[256];
