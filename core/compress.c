@@ -57,6 +57,9 @@ size_t z_feed_room(const imap_z *z)
 size_t z_feed(imap_z *z, const void *p, size_t n)
 {
     size_t k = n < z_feed_room(z) ? n : z_feed_room(z);
+    if (k == 0) {
+        return 0;   /* p may be NULL when there is nothing to feed */
+    }
     memcpy(z->zin + z->zin_len, p, k);
     z->zin_len += k;
     return k;

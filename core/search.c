@@ -14,6 +14,7 @@
  */
 #include "cmd.h"
 #include "mime.h"
+#include "ext.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ enum {
     K_SENTBEFORE, K_SENTON, K_SENTSINCE,   /* Date: header, days */
     K_SEQ, K_UID,
     K_HEADER, K_BODY, K_TEXT,
+    K_MODSEQ,     /* RFC 7162: MODSEQ >= num */
 };
 
 typedef struct skey {
@@ -48,6 +50,7 @@ typedef struct sctx {
     args      *a;
     const char *err;         /* parse error for BAD */
     int        latin1;       /* CHARSET ISO-8859-1: strings are converted */
+    int        modseq;       /* a MODSEQ key was used: report the highest */
     /* per-message state */
     uint32_t   idx;
     mime_tree  tree;         /* MIME tree of msg idx */
@@ -267,7 +270,7 @@ static skey *parse_key(sctx *x)
             return NULL;
         }
         uint32_t star = x->s->uidmax ? x->s->uidmax : 1;
-        if (seqset_parse(&k->set, w, wl, star) < 0) {
+        if (ext_msgset(x->s, w, wl, 1, star, &k->set) < 0) {
             x->err = "Invalid UID set";
             skey_free(k);
             return NULL;
@@ -303,10 +306,40 @@ static skey *parse_key(sctx *x)
         }
         return k;
     }
+    if (CONFIG_EXT_CONDSTORE && !ascii_casecmp(s, "MODSEQ")) {
+        /* MODSEQ [entry-name entry-type-req] mod-sequence-value. Flags'
+         * own MODSEQs are not kept apart, so the entry is checked only
+         * for form. */
+        const tok *t2 = arg_peek(x->a);
+        k = new_key(K_MODSEQ);
+        if (k && t2 && t2->type == TOK_QUOTED) {
+            const char *e;
+            uint32_t el;
+            x->a->i++;
+            if (arg_atom(x->a, &e, &el) < 0 || (ascii_casecmp(e, "all") && ascii_casecmp(e, "shared") &&
+                                                ascii_casecmp(e, "priv"))) {
+                x->err = "Invalid MODSEQ entry type";
+                skey_free(k);
+                return NULL;
+            }
+        }
+        uint64_t v;
+        const char *w;
+        uint32_t wl;
+        if (!k || arg_atom(x->a, &w, &wl) < 0 || parse_u64(w, wl, &v) < 0) {
+            x->err = "Invalid MODSEQ";
+            skey_free(k);
+            return NULL;
+        }
+        k->num = (int64_t)v;
+        x->modseq = 1;
+        x->c->ext_on |= EXT_CONDSTORE;
+        return k;
+    }
     /* A sequence set. */
-    if ((s[0] >= '0' && s[0] <= '9') || s[0] == '*') {
+    if ((s[0] >= '0' && s[0] <= '9') || s[0] == '*' || (CONFIG_EXT_ESEARCH && s[0] == '$')) {
         k = new_key(K_SEQ);
-        if (!k || seqset_parse(&k->set, s, n, x->s->exists ? x->s->exists : 1) < 0) {
+        if (!k || ext_msgset(x->s, s, n, 0, x->s->exists ? x->s->exists : 1, &k->set) < 0) {
             x->err = "Invalid sequence set";
             skey_free(k);
             return NULL;
@@ -641,6 +674,8 @@ static int eval(sctx *x, skey *k)
         return text_has(x, k->str, k->slen, 0);
     case K_TEXT:
         return text_has(x, k->str, k->slen, 1);
+    case K_MODSEQ:
+        return m->modseq >= (uint64_t)k->num;
     }
     return 0;
 }
@@ -700,7 +735,43 @@ void cmd_search(imap_conn *c, args *a, int uid)
     const char *why = NULL;
     /* Updates first, so "*" in the criteria means what the client knows. */
     view_notify(c->sess, uid);
+    imap_sess *s = c->sess;
+    /* ESEARCH (RFC 4731): RETURN (MIN MAX ALL COUNT SAVE). */
+    enum { R_MIN = 1, R_MAX = 2, R_ALL = 4, R_COUNT = 8, R_SAVE = 16 };
+    int ret = 0, esearch = CONFIG_EXT_ESEARCH && (c->ext_on & EXT_REV2);
+    const tok *t = arg_peek(a);
+    if (CONFIG_EXT_ESEARCH && t && t->type == TOK_ATOM && !ascii_casecmp(arg_str(a, a->i), "RETURN")) {
+        a->i++;
+        const char *o;
+        uint32_t ol;
+        if (arg_lparen(a) < 0) {
+            reply(c, "BAD", "Invalid RETURN options");
+            return;
+        }
+        while (arg_atom(a, &o, &ol) == 0) {
+            int bit = !ascii_casecmp(o, "MIN") ? R_MIN : !ascii_casecmp(o, "MAX") ? R_MAX
+                    : !ascii_casecmp(o, "ALL") ? R_ALL : !ascii_casecmp(o, "COUNT") ? R_COUNT
+                    : !ascii_casecmp(o, "SAVE") ? R_SAVE : 0;
+            if (!bit) {
+                ext_save_result(s, NULL, 0);
+                reply(c, "BAD", "Unknown RETURN option");
+                return;
+            }
+            ret |= bit;
+        }
+        if (arg_rparen(a) < 0) {
+            reply(c, "BAD", "Invalid RETURN options");
+            return;
+        }
+        esearch = 1;
+    }
+    if (esearch && !(ret & ~R_SAVE)) {
+        ret |= ret ? 0 : R_ALL;   /* RETURN () means ALL */
+    }
     int r = search_parse(&x, &root, &why);
+    if (r < 0 && (ret & R_SAVE)) {
+        ext_save_result(s, NULL, 0);   /* RFC 5182 2.1: a failed SAVE empties $ */
+    }
     if (r == -2) {
         reply(c, "NO", "[BADCHARSET (US-ASCII UTF-8 ISO-8859-1)] Unsupported charset");
         return;
@@ -709,8 +780,17 @@ void cmd_search(imap_conn *c, args *a, int uid)
         reply(c, "BAD", "%s", why);
         return;
     }
-    imap_sess *s = c->sess;
-    out_puts(c, "* SEARCH");
+    uint32_t cap = s->box->count ? s->box->count : 1, n = 0;
+    uint32_t *vals = malloc(cap * sizeof *vals), *uids = malloc(cap * sizeof *uids);
+    uint64_t *mods = malloc(cap * sizeof *mods);
+    if (!vals || !uids || !mods) {
+        free(vals);
+        free(uids);
+        free(mods);
+        skey_free(root);
+        reply(c, "NO", "[SERVERBUG] Out of memory");
+        return;
+    }
     for (uint32_t i = 0; i < s->box->count; i++) {
         if (!view_visible(s, i) || (s->box->msg[i].flags & ST_F_EXPUNGED)) {
             continue;
@@ -719,12 +799,113 @@ void cmd_search(imap_conn *c, args *a, int uid)
         mime_tree_free(&x.tree);
         x.tree_kind = 0;
         if (eval(&x, root)) {
-            out_printf(c, " %u", uid ? s->box->msg[i].uid : view_idx2seq(s, i));
+            uids[n] = s->box->msg[i].uid;
+            vals[n] = uid ? uids[n] : view_idx2seq(s, i);
+            mods[n] = ext_modseq(s->box->msg[i].modseq);
+            n++;
         }
     }
-    out_puts(c, "\r\n");
+    uint64_t hm = 0;
+    if (!esearch) {
+        out_puts(c, "* SEARCH");
+        for (uint32_t k = 0; k < n; k++) {
+            out_printf(c, " %u", vals[k]);
+            hm = mods[k] > hm ? mods[k] : hm;
+        }
+        if (x.modseq && n) {
+            out_printf(c, " (MODSEQ %llu)", (unsigned long long)hm);   /* RFC 7162 3.1.5 */
+        }
+        out_puts(c, "\r\n");
+    } else if (ret & ~R_SAVE) {
+        /* RFC 5182 2.4: SAVE alone sends no ESEARCH. */
+        out_printf(c, "* ESEARCH (TAG \"%s\")%s", c->tag, uid ? " UID" : "");
+        if (n && (ret & R_MIN)) {
+            out_printf(c, " MIN %u", vals[0]);
+            hm = mods[0] > hm ? mods[0] : hm;
+        }
+        if (n && (ret & R_MAX)) {
+            out_printf(c, " MAX %u", vals[n - 1]);
+            hm = mods[n - 1] > hm ? mods[n - 1] : hm;
+        }
+        if (n && (ret & R_ALL)) {
+            dbuf b = {0};
+            ext_numset(&b, vals, n);
+            out_puts(c, " ALL ");
+            out_write(c, b.p, b.len);
+            dbuf_free(&b);
+        }
+        if (ret & R_COUNT) {
+            out_printf(c, " COUNT %u", n);
+        }
+        for (uint32_t k = 0; (ret & (R_ALL | R_COUNT)) && k < n; k++) {
+            hm = mods[k] > hm ? mods[k] : hm;
+        }
+        if (x.modseq && n) {
+            out_printf(c, " MODSEQ %llu", (unsigned long long)hm);
+        }
+        out_puts(c, "\r\n");
+    }
+    if (ret & R_SAVE) {
+        if ((ret & (R_MIN | R_MAX)) && !(ret & (R_ALL | R_COUNT)) && n) {
+            /* RFC 5182 2.1: with MIN/MAX only, just those are saved. */
+            uint32_t mm[2], k = 0;
+            if (ret & R_MIN) {
+                mm[k++] = uids[0];
+            }
+            if ((ret & R_MAX) && !(k && uids[n - 1] == mm[0])) {
+                mm[k++] = uids[n - 1];
+            }
+            ext_save_result(s, mm, k);
+        } else {
+            ext_save_result(s, uids, n);
+        }
+    }
+    free(vals);
+    free(uids);
+    free(mods);
     mime_tree_free(&x.tree);
     dbuf_free(&x.scratch);
     skey_free(root);
     reply(c, "OK", "%sSEARCH completed", uid ? "UID " : "");
+}
+
+/* SORT and THREAD (sort.c) take a charset without the CHARSET keyword,
+ * then the criteria. Sets match[i] = 1 for every msg[] index the session
+ * sees that matches. Returns 0, -1 with a BAD reason in *why, or -2 for
+ * an unsupported charset. */
+int search_match(imap_conn *c, args *a, const char *charset, uint8_t *match, const char **why)
+{
+    if (!CONFIG_SORT) {
+        *why = "SORT and THREAD are not built";
+        return -1;
+    }
+    sctx x = {0};
+    x.c = c;
+    x.s = c->sess;
+    x.a = a;
+    if (!ascii_casecmp(charset, "ISO-8859-1") || !ascii_casecmp(charset, "LATIN1")) {
+        x.latin1 = 1;
+    } else if (ascii_casecmp(charset, "US-ASCII") && ascii_casecmp(charset, "UTF-8")) {
+        return -2;
+    }
+    skey *root = parse_and_until_rparen(&x);
+    if (!root || arg_end(a) < 0) {
+        skey_free(root);
+        *why = x.err ? x.err : "Invalid search criteria";
+        return -1;
+    }
+    imap_sess *s = c->sess;
+    for (uint32_t i = 0; i < s->box->count; i++) {
+        if (!view_visible(s, i) || (s->box->msg[i].flags & ST_F_EXPUNGED)) {
+            continue;
+        }
+        x.idx = i;
+        mime_tree_free(&x.tree);
+        x.tree_kind = 0;
+        match[i] = (uint8_t)(eval(&x, root) != 0);
+    }
+    mime_tree_free(&x.tree);
+    dbuf_free(&x.scratch);
+    skey_free(root);
+    return 0;
 }

@@ -38,7 +38,8 @@ LIST_OFLAGS = {"\\NOINFERIORS", "\\HASCHILDREN", "\\HASNOCHILDREN",
                "\\ALL", "\\ARCHIVE", "\\DRAFTS", "\\FLAGGED", "\\JUNK",
                "\\SENT", "\\TRASH"}
 LIST_SFLAGS = {"\\NOSELECT", "\\MARKED", "\\UNMARKED"}
-STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN"}
+STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
+               "HIGHESTMODSEQ", "SIZE", "APPENDLIMIT"}   # RFC 7162, 8438, 7889
 
 ATOM_SPECIALS = set(b'(){ %*"\\]')
 
@@ -65,6 +66,8 @@ class Response:
         self.code_arg = None
         self.text = None
         self.data = None
+        self.modseq = None      # SEARCH ... (MODSEQ n)
+        self.earlier = False    # VANISHED (EARLIER)
         self.raw = b""
 
     def __repr__(self):
@@ -302,6 +305,21 @@ class Parser:
             self.sp()
         return code, arg, self.text()
 
+    def number64(self, nz=False):
+        """mod-sequence-value: up to 63 bits (RFC 7162)."""
+        m = re.compile(rb"[0-9]+").match(self.b, self.pos)
+        if not m:
+            self.fail("number")
+        v = int(m.group())
+        if v >= 1 << 63 or (nz and v == 0):
+            self.fail("63-bit %snumber" % ("non-zero " if nz else ""))
+        self.pos = m.end()
+        return v
+
+    def seq_set(self):
+        """sequence-set without "*" as a server sends it (ESEARCH ALL)."""
+        return self.uid_set()
+
     def uid_set(self):
         """uid-set = (uniqueid / uid-range) *("," uid-set); no "*"."""
         start = self.pos
@@ -405,6 +423,106 @@ class Parser:
             return self.number()
         return self.nstring()
 
+    # ---- body structure, strictly per the grammar ----
+    def body(self, ext):
+        """body = "(" (body-type-1part / body-type-mpart) ")". ext: extension
+        data allowed (BODYSTRUCTURE) or not (BODY)."""
+        self.lit(b"(")
+        if self.peek() == b"(":
+            self.body(ext)
+            while self.peek() == b"(":
+                self.body(ext)
+            self.sp()
+            self.string()                       # media-subtype
+            if self.try_lit(b" "):
+                if not ext:
+                    self.fail("no extension data in a non-extensible BODY")
+                self.body_fld_param()
+                self.body_ext_tail()
+        else:
+            mtype = self.string().upper()
+            self.sp()
+            sub = self.string().upper()
+            self.sp()
+            self.body_fields()
+            if mtype == b"MESSAGE" and sub == b"RFC822":
+                self.sp()
+                self.envelope()
+                self.sp()
+                self.body(ext)
+                self.sp()
+                self.number()
+            elif mtype == b"TEXT":
+                self.sp()
+                self.number()
+            if self.try_lit(b" "):
+                if not ext:
+                    self.fail("no extension data in a non-extensible BODY")
+                self.nstring()                  # body-fld-md5
+                self.body_ext_tail()
+        self.lit(b")")
+
+    def body_ext_tail(self):
+        """[SP body-fld-dsp [SP body-fld-lang [SP body-fld-loc *(SP ext)]]]"""
+        if not self.try_lit(b" "):
+            return
+        if not self.try_lit(b"NIL"):            # body-fld-dsp
+            self.lit(b"(")
+            self.string()
+            self.sp()
+            self.body_fld_param()
+            self.lit(b")")
+        if not self.try_lit(b" "):
+            return
+        if self.peek() == b"(":                 # body-fld-lang
+            self.pos += 1
+            self.string()
+            while self.try_lit(b" "):
+                self.string()
+            self.lit(b")")
+        else:
+            self.nstring()
+        if not self.try_lit(b" "):
+            return
+        self.nstring()                          # body-fld-loc
+        while self.try_lit(b" "):
+            self.body_extension()
+
+    def body_extension(self):
+        if self.try_lit(b"("):
+            self.body_extension()
+            while self.try_lit(b" "):
+                self.body_extension()
+            self.lit(b")")
+        elif self.peek().isdigit():
+            self.number()
+        else:
+            self.nstring()
+
+    def body_fields(self):
+        self.body_fld_param()
+        self.sp()
+        self.nstring()                          # body-fld-id
+        self.sp()
+        self.nstring()                          # body-fld-desc
+        self.sp()
+        self.string()                           # body-fld-enc
+        self.sp()
+        self.number()                           # body-fld-octets
+
+    def body_fld_param(self):
+        if self.try_lit(b"NIL"):
+            return
+        self.lit(b"(")
+        self.string()
+        self.sp()
+        self.string()
+        while self.try_lit(b" "):
+            self.string()
+            self.sp()
+            self.string()
+        self.lit(b")")
+
     def msg_att(self):
         """msg-att = "(" att *(SP att) ")" -> dict; BODY[...] key keeps its
         section ("BODY[]", "BODY[HEADER]") plus "<origin>" if present."""
@@ -428,6 +546,11 @@ class Parser:
             elif name == "RFC822.SIZE":
                 self.sp()
                 val = self.number()
+            elif name == "MODSEQ":               # RFC 7162
+                self.sp()
+                self.lit(b"(")
+                val = self.number64(nz=True)
+                self.lit(b")")
             elif name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
                 self.sp()
                 val = self.nstring()
@@ -436,9 +559,10 @@ class Parser:
                 val = self.envelope()
             elif name in ("BODY", "BODYSTRUCTURE") and self.peek() == b" ":
                 self.sp()
-                val = self.sexp()
-                if not isinstance(val, list):
-                    self.fail("body structure")
+                start = self.pos
+                self.body(ext=(name == "BODYSTRUCTURE"))   # strict check
+                self.pos = start
+                val = self.sexp()                           # the value
             elif name == "BODY" and self.peek() == b"[":
                 name = "BODY[" + self.section() + "]"
                 if self.try_lit(b"<"):
@@ -488,6 +612,10 @@ class Parser:
             self.lit(b'"')
         self.sp()
         name = self.mailbox()
+        if self.try_lit(b" "):               # mbox-list-extended (RFC 5258)
+            ext = self.sexp()
+            if not isinstance(ext, list):
+                self.fail("mbox-list-extended")
         return flags, delim, name
 
     def flag_ext(self):
@@ -550,6 +678,26 @@ class Parser:
         r.raw = self.b[start:self.pos]
         return r
 
+    def thread_list(self):
+        """thread-list = "(" (thread-members / thread-nested) ")"; returns
+        [num, num, ..., [nested], [nested]] (RFC 5256 section 5)."""
+        self.lit(b"(")
+        out = []
+        while True:
+            if self.peek() == b"(":
+                nested = 0
+                while self.peek() == b"(":
+                    out.append(self.thread_list())
+                    nested += 1
+                if nested < 2:
+                    self.fail("thread-nested needs two or more thread-lists")
+                break
+            out.append(self.number(nz=True))
+            if not self.try_lit(b" "):
+                break
+        self.lit(b")")
+        return out
+
     def untagged(self, r):
         if self.peek().isdigit():
             r.num = self.number()
@@ -581,7 +729,55 @@ class Parser:
         elif r.name == "SEARCH":
             r.data = []
             while self.try_lit(b" "):
+                if self.try_lit(b"(MODSEQ "):     # RFC 7162 3.1.5
+                    r.modseq = self.number64(nz=True)
+                    self.lit(b")")
+                    break
                 r.data.append(self.number(nz=True))
+        elif r.name == "ESEARCH":             # RFC 4731
+            r.data = {}
+            if self.try_lit(b" (TAG "):
+                r.data["TAG"] = self.string().decode()
+                self.lit(b")")
+            if self.try_lit(b" UID"):
+                r.data["UID"] = True
+            while self.try_lit(b" "):
+                k = self.atom().upper()
+                self.sp()
+                if k in ("MIN", "MAX", "COUNT"):
+                    r.data[k] = self.number(nz=(k != "COUNT"))
+                elif k == "MODSEQ":
+                    r.data[k] = self.number64(nz=True)
+                elif k == "ALL":
+                    r.data[k] = self.seq_set()
+                else:
+                    self.fail("search-return-data (got %s)" % k)
+        elif r.name == "VANISHED":            # RFC 7162 3.2.10
+            self.sp()
+            r.earlier = bool(self.try_lit(b"(EARLIER) "))
+            r.data = self.uid_set()
+        elif r.name == "QUOTA":               # RFC 9208
+            self.sp()
+            root = self.astring()
+            self.sp()
+            self.lit(b"(")
+            res = {}
+            if self.peek() != b")":
+                while True:
+                    k = self.atom().upper()
+                    self.sp()
+                    used = self.number64()
+                    self.sp()
+                    res[k] = (used, self.number64())
+                    if not self.try_lit(b" "):
+                        break
+            self.lit(b")")
+            r.data = (root, res)
+        elif r.name == "QUOTAROOT":
+            self.sp()
+            r.data = [self.mailbox()]
+            while self.try_lit(b" "):
+                r.data.append(self.astring().decode())
         elif r.name == "STATUS":
             self.sp()
             name = self.mailbox()
@@ -594,7 +790,8 @@ class Parser:
                     if a not in STATUS_ATTS:
                         self.fail("status-att")
                     self.sp()
-                    atts[a] = self.number()
+                    atts[a] = (self.number64() if a in ("HIGHESTMODSEQ", "SIZE", "APPENDLIMIT")
+                               else self.number())
                     if not self.try_lit(b" "):
                         break
             self.lit(b")")
@@ -625,6 +822,15 @@ class Parser:
                                                       for x in v):
                     self.fail("namespace list")
                 r.data.append(v)
+        elif r.name == "SORT":                # RFC 5256
+            r.data = []
+            while self.try_lit(b" "):
+                r.data.append(self.number(nz=True))
+        elif r.name == "THREAD":              # RFC 5256: data is nested lists
+            r.data = []
+            if self.try_lit(b" "):
+                while self.peek() == b"(":
+                    r.data.append(self.thread_list())
         elif r.name == "ENABLED":             # RFC 5161
             r.data = []
             while self.try_lit(b" "):
