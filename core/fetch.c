@@ -13,6 +13,7 @@
  */
 #include "cmd.h"
 #include "mime.h"
+#include "ext.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 enum {
     FI_FLAGS = 1, FI_UID, FI_IDATE, FI_SIZE, FI_BODY,
     FI_ENVELOPE, FI_BODYSTRUCTURE, FI_BODYNX,
+    FI_MODSEQ,          /* RFC 7162 */
 };
 enum {
     SEC_ALL = 0, SEC_HEADER, SEC_TEXT, SEC_FIELDS, SEC_FIELDS_NOT, SEC_MIME,
@@ -60,6 +62,7 @@ typedef struct fetch_job {
     int       err;          /* store error */
     st_reader rd;           /* body being streamed */
     int       rd_open;
+    int       has_modseq;   /* MODSEQ asked for (or implied by CHANGEDSINCE) */
     uint64_t  skip, left;   /* bytes to skip, then to send */
     mime_tree tree;         /* MIME tree of the current message */
     int       tree_kind;    /* 0 none, 1 header only, 2 full */
@@ -242,6 +245,7 @@ static int parse_one_item(args *a, fitem **items, unsigned *n)
         {"FLAGS", FI_FLAGS}, {"UID", FI_UID}, {"INTERNALDATE", FI_IDATE},
         {"RFC822.SIZE", FI_SIZE}, {"ENVELOPE", FI_ENVELOPE},
         {"BODYSTRUCTURE", FI_BODYSTRUCTURE}, {"BODY", FI_BODYNX},
+        {CONFIG_EXT_CONDSTORE ? "MODSEQ" : "", FI_MODSEQ},
     };
     for (size_t k = 0; k < sizeof plain / sizeof plain[0]; k++) {
         if (!ascii_casecmp(s, plain[k].name)) {
@@ -594,6 +598,9 @@ static int fetch_step(imap_conn *c)
             case FI_SIZE:
                 out_printf(c, "RFC822.SIZE %u", m->size);
                 break;
+            case FI_MODSEQ:
+                out_printf(c, "MODSEQ (%llu)", (unsigned long long)ext_modseq(m->modseq));
+                break;
             case FI_ENVELOPE:
             case FI_BODYSTRUCTURE:
             case FI_BODYNX: {
@@ -683,6 +690,9 @@ static int fetch_step(imap_conn *c)
         if (j->add_flags) {
             out_puts(c, j->nitems ? " FLAGS " : "FLAGS ");
             view_out_flags(s, idx);
+            if ((c->ext_on & EXT_CONDSTORE) && !j->has_modseq) {
+                out_printf(c, " MODSEQ (%llu)", (unsigned long long)ext_modseq(m->modseq));
+            }
         }
         out_puts(c, ")\r\n");
         j->started = 0;
@@ -719,8 +729,40 @@ void cmd_fetch(imap_conn *c, args *a, int uid)
         return;
     }
     int r = parse_items(a, &j->items, &j->nitems);
+    uint64_t since = 0;
+    int changedsince = 0, vanished = 0;
+    if (r == 0 && CONFIG_EXT_CONDSTORE && arg_lparen(a) == 0) {
+        /* Modifiers (RFC 7162): CHANGEDSINCE n [VANISHED] */
+        const char *ms;
+        uint32_t ml;
+        while (r == 0 && arg_atom(a, &ms, &ml) == 0) {
+            if (!ascii_casecmp(ms, "CHANGEDSINCE") && arg_atom(a, &ms, &ml) == 0 &&
+                parse_u64(ms, ml, &since) == 0) {
+                changedsince = 1;
+            } else if (CONFIG_EXT_QRESYNC && uid && !ascii_casecmp(ms, "VANISHED") &&
+                       (c->ext_on & EXT_QRESYNC)) {
+                vanished = 1;
+            } else {
+                r = -1;
+            }
+        }
+        if (arg_rparen(a) < 0 || (vanished && !changedsince)) {
+            r = -1;
+        }
+    }
     if (r == 0 && arg_end(a) < 0) {
         r = -1;
+    }
+    for (unsigned k = 0; r == 0 && k < j->nitems; k++) {
+        j->has_modseq |= j->items[k].kind == FI_MODSEQ;
+    }
+    if (r == 0 && changedsince && !j->has_modseq) {
+        /* CHANGEDSINCE implies MODSEQ (RFC 7162 3.1.4.1). */
+        r = add_item(&j->items, &j->nitems, FI_MODSEQ) ? 0 : -1;
+        j->has_modseq = 1;
+    }
+    if (r == 0 && j->has_modseq) {
+        c->ext_on |= EXT_CONDSTORE;
     }
     if (r < 0) {
         items_free(j->items, j->nitems);
@@ -745,8 +787,8 @@ void cmd_fetch(imap_conn *c, args *a, int uid)
             star = s->uidmax ? s->uidmax : 1;
         }
     }
-    if (seqset_parse(&set, set_s, set_l, star) < 0 ||
-        (!uid && (s->exists == 0 || set.r[set.n - 1][1] > s->exists))) {
+    if (ext_msgset(s, set_s, set_l, uid, star, &set) < 0 ||
+        (!uid && !set.dollar && (s->exists == 0 || set.r[set.n - 1][1] > s->exists))) {
         seqset_free(&set);
         items_free(j->items, j->nitems);
         free(j);
@@ -767,8 +809,18 @@ void cmd_fetch(imap_conn *c, args *a, int uid)
             continue;
         }
         uint32_t key = uid ? s->box->msg[i].uid : view_idx2seq(s, i);
-        if (seqset_has(&set, key)) {
+        if (seqset_has(&set, key) && (!changedsince || s->box->msg[i].modseq > since)) {
             j->uids[j->n++] = s->box->msg[i].uid;
+        }
+    }
+    if (vanished) {
+        /* "*" reaches UIDNEXT here: 1:* asks for every UID gone. */
+        seqset vset;
+        if (memchr(set_s, '*', set_l) && seqset_parse(&vset, set_s, set_l, UINT32_MAX) == 0) {
+            ext_vanished_earlier(c, s->box, since, &vset);
+            seqset_free(&vset);
+        } else {
+            ext_vanished_earlier(c, s->box, since, &set);
         }
     }
     seqset_free(&set);

@@ -29,6 +29,8 @@ typedef struct imap_sess {
     uint32_t *map;            /* seq-1 -> msg[] index while holes exist */
     uint32_t  nmap;
     uint64_t  map_change;     /* box->change the map was built at */
+    uint32_t *saved;          /* SEARCHRES "$": UIDs, ascending (ext.c) */
+    uint32_t  nsaved;
 } imap_sess;
 
 /* Per-mailbox shared state, hung on st_box.view. */
