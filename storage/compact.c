@@ -31,6 +31,7 @@
  * streaming keep their own handle on the old file and get the old bytes.
  */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "st_int.h"
@@ -296,6 +297,24 @@ static int compact_locked(stbox *b)
         if (hl < 0) {
             r = hl;
             break;
+        }
+        if (i == 0) {
+            /* Dovecot's mbox driver trusts X-UID headers (gaps and all)
+             * only when the first message carries X-IMAPbase: UIDVALIDITY,
+             * UIDNEXT and the keyword names. Ours is part of our header
+             * block, hidden from IMAP clients like the others. */
+            int xl = snprintf(hdr + hl, sizeof hdr - (size_t)hl, "X-IMAPbase: %u %010u",
+                              (unsigned)bx->uidvalidity, (unsigned)bx->uidnext);
+            for (unsigned k = 0; xl > 0 && k < bx->nkw; k++) {
+                int l = snprintf(hdr + hl + xl, sizeof hdr - (size_t)(hl + xl), " %s", bx->kw[k]);
+                xl = l < 0 ? -1 : xl + l;
+            }
+            if (xl < 0 || (size_t)(hl + xl + 1) >= sizeof hdr) {
+                r = ST_EINVAL;
+                break;
+            }
+            hdr[hl + xl] = '\n';
+            hl += xl + 1;
         }
         o.crc_msg = 0;
         cw_put(&o, hdr, (size_t)hl);

@@ -431,9 +431,14 @@ int st_scan_mbox(st_file *f, uint64_t from, uint64_t to,
                 ridx++;
                 m.hlen += (uint32_t)len;
                 m.off += len;
-                if (ridx == 4) {
-                    state = S_HDR;
-                }
+                continue;
+            }
+            if (ridx == 4 && m.ours && starts(pfx, plen, "X-IMAPbase: ")) {
+                /* written by compaction into the first message, for
+                 * Dovecot: part of our header block */
+                ridx++;
+                m.hlen += (uint32_t)len;
+                m.off += len;
                 continue;
             }
             if (ridx == 0) {
