@@ -25,7 +25,7 @@ endif
 -include $(DOTCONFIG)
 
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wundef \
-	-Wno-unused-parameter -Icore -Iport -Istorage -I$(BUILD)
+	-Wno-unused-parameter -D_FILE_OFFSET_BITS=64 -Icore -Iport -Istorage -I$(BUILD)
 ifeq ($(SAN),1)
 OPT ?= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDSAN := -fsanitize=address,undefined
@@ -43,6 +43,8 @@ ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
 CORE_SRC    := $(wildcard core/*.c)
 STORAGE_SRC := $(wildcard storage/*.c)
 PORT_SRC    := $(wildcard port/posix/*.c) port/tls_mbedtls.c
+# Other network ports (lwIP, CONFIG_PORT_LWIP) replace PORT_SRC there.
+include board/port.mk
 # mbedTLS is linked only when the generated header says CONFIG_TLS 1
 # (tls_mbedtls.c compiles to nothing otherwise). Read from config.h, not
 # .config, so an old .config without the symbol still links right.
@@ -66,7 +68,7 @@ endif
 $(DOTCONFIG):
 	$(Q)$(GENCONFIG) defconfig $(KCONFIG) board/host/defconfig $(DOTCONFIG)
 
-$(CONFIG_H): $(DOTCONFIG) $(KCONFIG) $(wildcard port/Kconfig.* core/Kconfig.*) board/tools/genconfig.py
+$(CONFIG_H): $(DOTCONFIG) $(KCONFIG) $(wildcard port/Kconfig.* core/Kconfig.* board/Kconfig.*) board/tools/genconfig.py
 	$(Q)mkdir -p $(BUILD)
 	$(Q)$(GENCONFIG) header $(KCONFIG) $(DOTCONFIG) $@
 
@@ -84,7 +86,7 @@ PORT_LIB_OBJ := $(filter-out $(BUILD)/port/posix/main.o,$(PORT_OBJ))
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(PORT_LIB_OBJ) tests/unit/unit.h
 	$(Q)mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit $(LDSAN) -o $@ $< $(LIB_OBJ) $(PORT_LIB_OBJ) $(TLS_LIBS) $(Z_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit $(LDSAN) $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(PORT_LIB_OBJ) $(TLS_LIBS) $(Z_LIBS)
 
 -include $(LIB_OBJ:.o=.d) $(PORT_OBJ:.o=.d)
 
