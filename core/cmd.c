@@ -131,7 +131,16 @@ void cmd_capability_list(imap_conn *c)
 #elif CONFIG_EXT_LITERAL_MINUS
     out_puts(c, " LITERAL-");
 #endif
-    out_puts(c, " SASL-IR ID IDLE UIDPLUS UNSELECT NAMESPACE CHILDREN");
+    static const struct { int on; const char *name; } base[] = {
+        {CONFIG_EXT_SASL_IR, " SASL-IR"}, {CONFIG_EXT_ID, " ID"}, {CONFIG_EXT_IDLE, " IDLE"},
+        {CONFIG_EXT_UIDPLUS, " UIDPLUS"}, {CONFIG_EXT_UNSELECT, " UNSELECT"},
+        {CONFIG_EXT_NAMESPACE, " NAMESPACE"}, {CONFIG_EXT_CHILDREN, " CHILDREN"},
+    };
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
+        if (base[i].on) {
+            out_puts(c, base[i].name);
+        }
+    }
     ext_capability_list(c);
 #if CONFIG_SORT
     out_puts(c, " SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
@@ -455,6 +464,10 @@ static void cmd_authenticate(imap_conn *c, args *a)
         if (sasl_start(c, mech, ir, il, ir != NULL) < 0) {
             reply(c, "NO", "Unsupported authentication mechanism");
         }
+        return;
+    }
+    if (ir && !CONFIG_EXT_SASL_IR) {
+        reply(c, "BAD", "Initial response not supported");
         return;
     }
     if (ir) {
@@ -962,7 +975,8 @@ static void cmd_list_common(imap_conn *c, args *a, int lsub)
             }
             const char *su = e->exists ? ext_special_use(e->name) : NULL;
             out_printf(c, "* LIST (%s%s%s%s) \"/\" ", e->exists ? "" : "\\Noselect ",
-                       e->children ? "\\HasChildren" : "\\HasNoChildren", su ? " " : "", su ? su : "");
+                       !CONFIG_EXT_CHILDREN ? "" : e->children ? "\\HasChildren" : "\\HasNoChildren",
+                       su ? " " : "", su ? su : "");
             out_mailbox(c, e->name);
             out_puts(c, "\r\n");
         }
@@ -1188,9 +1202,13 @@ static void cmd_append(imap_conn *c, args *a)
     view_kick(box, c->sess);
     st_box_close(box);
     notify(c, 1);
-    out_printf(c, "%s OK [APPENDUID %u ", c->tag, uidv);   /* the set may be long */
-    out_write(c, uids.p, uids.len);
-    out_puts(c, "] APPEND completed\r\n");
+    if (CONFIG_EXT_UIDPLUS) {
+        out_printf(c, "%s OK [APPENDUID %u ", c->tag, uidv);   /* the set may be long */
+        out_write(c, uids.p, uids.len);
+        out_puts(c, "] APPEND completed\r\n");
+    } else {
+        reply(c, "OK", "APPEND completed");
+    }
     dbuf_free(&uids);
 }
 
@@ -1777,7 +1795,7 @@ static void cmd_copy_move(imap_conn *c, args *a, int uid, int move)
     view_kick(x.dst, s);
     st_box_close(x.dst);
     if (move) {
-        if (x.n) {
+        if (x.n && CONFIG_EXT_UIDPLUS) {
             out_printf(c, "* OK [COPYUID %u %s %s] Moved\r\n", uidv, x.src.p, x.dstuids.p);
         }
         for_each_msg(s, &set, uid, expunge_one, &x);
@@ -1797,7 +1815,7 @@ static void cmd_copy_move(imap_conn *c, args *a, int uid, int move)
     }
     seqset_free(&set);
     notify(c, uid);
-    if (x.n) {
+    if (x.n && CONFIG_EXT_UIDPLUS) {
         reply(c, "OK", "[COPYUID %u %s %s] %sCOPY completed", uidv, x.src.p, x.dstuids.p, uid ? "UID " : "");
     } else {
         reply(c, "OK", "%sCOPY completed", uid ? "UID " : "");
@@ -1879,7 +1897,7 @@ static void cmd_uid(imap_conn *c, args *a)
         cmd_sort(c, a, 1);
     } else if (CONFIG_SORT && !ascii_casecmp(sub, "THREAD")) {
         cmd_thread(c, a, 1);
-    } else if (!ascii_casecmp(sub, "EXPUNGE")) {
+    } else if (CONFIG_EXT_UIDPLUS && !ascii_casecmp(sub, "EXPUNGE")) {
         seqset set;
         if (arg_msgset(c, a, 1, &set) < 0) {
             return;
@@ -1968,48 +1986,49 @@ typedef struct cmd_def {
     const char *name;
     int         states;   /* S_* where allowed */
     void      (*fn)(imap_conn *c, args *a);
+    int         off;      /* compiled out (Kconfig): answered as unknown */
 } cmd_def;
 
 static const cmd_def commands[] = {
-    {"CAPABILITY", S_ANY, cmd_capability},
-    {"NOOP", S_ANY, cmd_noop},
-    {"LOGOUT", S_ANY, cmd_logout},
-    {"ID", S_ANY, cmd_id},
-    {"LOGIN", S_NOTAUTH, cmd_login},
-    {"AUTHENTICATE", S_NOTAUTH, cmd_authenticate},
-    {"STARTTLS", S_NOTAUTH, cmd_starttls},
-    {"SELECT", S_AUTH | S_SELECTED, cmd_select_rw},
-    {"EXAMINE", S_AUTH | S_SELECTED, cmd_examine},
-    {"CREATE", S_AUTH | S_SELECTED, cmd_create},
-    {"DELETE", S_AUTH | S_SELECTED, cmd_delete},
-    {"RENAME", S_AUTH | S_SELECTED, cmd_rename},
-    {"SUBSCRIBE", S_AUTH | S_SELECTED, cmd_subscribe},
-    {"UNSUBSCRIBE", S_AUTH | S_SELECTED, cmd_unsubscribe},
-    {"LIST", S_AUTH | S_SELECTED, cmd_list},
-    {"LSUB", S_AUTH | S_SELECTED, cmd_lsub},
-    {"NAMESPACE", S_AUTH | S_SELECTED, cmd_namespace},
-    {"STATUS", S_AUTH | S_SELECTED, cmd_status},
-    {"APPEND", S_AUTH | S_SELECTED, cmd_append},
-    {"IDLE", S_AUTH | S_SELECTED, cmd_idle},
-    {"COMPRESS", S_AUTH | S_SELECTED, cmd_compress},
-    {"CHECK", S_SELECTED, cmd_check},
-    {"CLOSE", S_SELECTED, cmd_close},
-    {"UNSELECT", S_SELECTED, cmd_unselect},
-    {"EXPUNGE", S_SELECTED, cmd_expunge},
-    {"SEARCH", S_SELECTED, cmd_search_seq},
-    {"FETCH", S_SELECTED, cmd_fetch_seq},
-    {"STORE", S_SELECTED, cmd_store_seq},
-    {"COPY", S_SELECTED, cmd_copy_seq},
-    {"UID", S_SELECTED, cmd_uid},
+    {"CAPABILITY", S_ANY, cmd_capability, 0},
+    {"NOOP", S_ANY, cmd_noop, 0},
+    {"LOGOUT", S_ANY, cmd_logout, 0},
+    {"ID", S_ANY, cmd_id, !CONFIG_EXT_ID},
+    {"LOGIN", S_NOTAUTH, cmd_login, 0},
+    {"AUTHENTICATE", S_NOTAUTH, cmd_authenticate, 0},
+    {"STARTTLS", S_NOTAUTH, cmd_starttls, 0},
+    {"SELECT", S_AUTH | S_SELECTED, cmd_select_rw, 0},
+    {"EXAMINE", S_AUTH | S_SELECTED, cmd_examine, 0},
+    {"CREATE", S_AUTH | S_SELECTED, cmd_create, 0},
+    {"DELETE", S_AUTH | S_SELECTED, cmd_delete, 0},
+    {"RENAME", S_AUTH | S_SELECTED, cmd_rename, 0},
+    {"SUBSCRIBE", S_AUTH | S_SELECTED, cmd_subscribe, 0},
+    {"UNSUBSCRIBE", S_AUTH | S_SELECTED, cmd_unsubscribe, 0},
+    {"LIST", S_AUTH | S_SELECTED, cmd_list, 0},
+    {"LSUB", S_AUTH | S_SELECTED, cmd_lsub, 0},
+    {"NAMESPACE", S_AUTH | S_SELECTED, cmd_namespace, !CONFIG_EXT_NAMESPACE},
+    {"STATUS", S_AUTH | S_SELECTED, cmd_status, 0},
+    {"APPEND", S_AUTH | S_SELECTED, cmd_append, 0},
+    {"IDLE", S_AUTH | S_SELECTED, cmd_idle, !CONFIG_EXT_IDLE},
+    {"COMPRESS", S_AUTH | S_SELECTED, cmd_compress, 0},
+    {"CHECK", S_SELECTED, cmd_check, 0},
+    {"CLOSE", S_SELECTED, cmd_close, 0},
+    {"UNSELECT", S_SELECTED, cmd_unselect, !CONFIG_EXT_UNSELECT},
+    {"EXPUNGE", S_SELECTED, cmd_expunge, 0},
+    {"SEARCH", S_SELECTED, cmd_search_seq, 0},
+    {"FETCH", S_SELECTED, cmd_fetch_seq, 0},
+    {"STORE", S_SELECTED, cmd_store_seq, 0},
+    {"COPY", S_SELECTED, cmd_copy_seq, 0},
+    {"UID", S_SELECTED, cmd_uid, 0},
     /* Extensions (ext.c); a disabled one answers BAD like an unknown command. */
-    {"ENABLE", S_AUTH | S_SELECTED, cmd_enable},
-    {"MOVE", S_SELECTED, cmd_move_seq},
-    {"GETQUOTA", S_AUTH | S_SELECTED, cmd_getquota},
-    {"GETQUOTAROOT", S_AUTH | S_SELECTED, cmd_getquotaroot},
-    {"SETQUOTA", S_AUTH | S_SELECTED, cmd_setquota},
+    {"ENABLE", S_AUTH | S_SELECTED, cmd_enable, 0},
+    {"MOVE", S_SELECTED, cmd_move_seq, 0},
+    {"GETQUOTA", S_AUTH | S_SELECTED, cmd_getquota, !CONFIG_EXT_QUOTA},
+    {"GETQUOTAROOT", S_AUTH | S_SELECTED, cmd_getquotaroot, !CONFIG_EXT_QUOTA},
+    {"SETQUOTA", S_AUTH | S_SELECTED, cmd_setquota, !CONFIG_EXT_QUOTA},
     /* With CONFIG_SORT off these answer BAD like an unknown command. */
-    {"SORT", S_SELECTED, cmd_sort_seq},
-    {"THREAD", S_SELECTED, cmd_thread_seq},
+    {"SORT", S_SELECTED, cmd_sort_seq, 0},
+    {"THREAD", S_SELECTED, cmd_thread_seq, 0},
 };
 
 int cmd_tag_ok(const char *t, uint32_t n)
@@ -2046,7 +2065,7 @@ void cmd_dispatch(imap_conn *c)
     a.i = 2;
     const cmd_def *d = NULL;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (ascii_casecmp(commands[i].name, name) == 0) {
+        if (!commands[i].off && ascii_casecmp(commands[i].name, name) == 0) {
             d = &commands[i];
             break;
         }

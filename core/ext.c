@@ -46,7 +46,9 @@ void ext_capability_list(imap_conn *c)
     if (CONFIG_EXT_UTF8_ACCEPT) {
         out_puts(c, " UTF8=ACCEPT");
     }
-    out_puts(c, " QUOTA QUOTA=RES-STORAGE");
+    if (CONFIG_EXT_QUOTA) {
+        out_puts(c, " QUOTA QUOTA=RES-STORAGE");
+    }
 }
 
 void cmd_enable(imap_conn *c, args *a)
