@@ -569,16 +569,6 @@ static void cmd_select(imap_conn *c, args *a, int readonly)
     reply(c, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE", readonly ? "EXAMINE" : "SELECT");
 }
 
-static void cmd_select_rw(imap_conn *c, args *a)
-{
-    cmd_select(c, a, 0);
-}
-
-static void cmd_examine(imap_conn *c, args *a)
-{
-    cmd_select(c, a, 1);
-}
-
 static void cmd_create(imap_conn *c, args *a)
 {
     char *name = arg_mailbox(c, a);
@@ -752,16 +742,6 @@ static void cmd_subscribe_common(imap_conn *c, args *a, int on)
     }
     notify(c, 1);
     reply(c, "OK", "%s completed", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
-}
-
-static void cmd_subscribe(imap_conn *c, args *a)
-{
-    cmd_subscribe_common(c, a, 1);
-}
-
-static void cmd_unsubscribe(imap_conn *c, args *a)
-{
-    cmd_subscribe_common(c, a, 0);
 }
 
 /* LIST/LSUB name collection. */
@@ -997,11 +977,6 @@ static void cmd_list(imap_conn *c, args *a)
         return;
     }
     cmd_list_common(c, a, 0);
-}
-
-static void cmd_lsub(imap_conn *c, args *a)
-{
-    cmd_list_common(c, a, 1);
 }
 
 static void cmd_namespace(imap_conn *c, args *a)
@@ -1458,16 +1433,6 @@ static void cmd_close_common(imap_conn *c, args *a, int expunge)
     reply(c, "OK", "%s completed", expunge ? "CLOSE" : "UNSELECT");
 }
 
-static void cmd_close(imap_conn *c, args *a)
-{
-    cmd_close_common(c, a, 1);
-}
-
-static void cmd_unselect(imap_conn *c, args *a)
-{
-    cmd_close_common(c, a, 0);
-}
-
 static void cmd_expunge(imap_conn *c, args *a)
 {
     if (arg_end(a) < 0) {
@@ -1834,47 +1799,6 @@ static void cmd_move(imap_conn *c, args *a, int uid)
     cmd_copy_move(c, a, uid, 1);
 }
 
-static void cmd_move_seq(imap_conn *c, args *a)
-{
-    if (!CONFIG_EXT_MOVE) {
-        reply(c, "BAD", "Unknown command");
-        return;
-    }
-    cmd_move(c, a, 0);
-}
-
-static void cmd_fetch_seq(imap_conn *c, args *a)
-{
-    cmd_fetch(c, a, 0);
-}
-
-static void cmd_store_seq(imap_conn *c, args *a)
-{
-    cmd_store(c, a, 0);
-}
-
-static void cmd_copy_seq(imap_conn *c, args *a)
-{
-    cmd_copy(c, a, 0);
-}
-
-
-
-static void cmd_search_seq(imap_conn *c, args *a)
-{
-    cmd_search(c, a, 0);
-}
-
-static void cmd_sort_seq(imap_conn *c, args *a)
-{
-    cmd_sort(c, a, 0);
-}
-
-static void cmd_thread_seq(imap_conn *c, args *a)
-{
-    cmd_thread(c, a, 0);
-}
-
 static void cmd_uid(imap_conn *c, args *a)
 {
     const char *sub;
@@ -1986,49 +1910,54 @@ typedef struct cmd_def {
     const char *name;
     int         states;   /* S_* where allowed */
     void      (*fn)(imap_conn *c, args *a);
+    /* or a handler shared by variants of one command: v says which
+     * (1 = UID form, read-only, subscribe, LSUB, expunging CLOSE) */
+    void      (*fnv)(imap_conn *c, args *a, int v);
+    int         v;
     int         off;      /* compiled out (Kconfig): answered as unknown */
 } cmd_def;
 
+#define AUTHED (S_AUTH | S_SELECTED)
+
 static const cmd_def commands[] = {
-    {"CAPABILITY", S_ANY, cmd_capability, 0},
-    {"NOOP", S_ANY, cmd_noop, 0},
-    {"LOGOUT", S_ANY, cmd_logout, 0},
-    {"ID", S_ANY, cmd_id, !CONFIG_EXT_ID},
-    {"LOGIN", S_NOTAUTH, cmd_login, 0},
-    {"AUTHENTICATE", S_NOTAUTH, cmd_authenticate, 0},
-    {"STARTTLS", S_NOTAUTH, cmd_starttls, 0},
-    {"SELECT", S_AUTH | S_SELECTED, cmd_select_rw, 0},
-    {"EXAMINE", S_AUTH | S_SELECTED, cmd_examine, 0},
-    {"CREATE", S_AUTH | S_SELECTED, cmd_create, 0},
-    {"DELETE", S_AUTH | S_SELECTED, cmd_delete, 0},
-    {"RENAME", S_AUTH | S_SELECTED, cmd_rename, 0},
-    {"SUBSCRIBE", S_AUTH | S_SELECTED, cmd_subscribe, 0},
-    {"UNSUBSCRIBE", S_AUTH | S_SELECTED, cmd_unsubscribe, 0},
-    {"LIST", S_AUTH | S_SELECTED, cmd_list, 0},
-    {"LSUB", S_AUTH | S_SELECTED, cmd_lsub, 0},
-    {"NAMESPACE", S_AUTH | S_SELECTED, cmd_namespace, !CONFIG_EXT_NAMESPACE},
-    {"STATUS", S_AUTH | S_SELECTED, cmd_status, 0},
-    {"APPEND", S_AUTH | S_SELECTED, cmd_append, 0},
-    {"IDLE", S_AUTH | S_SELECTED, cmd_idle, !CONFIG_EXT_IDLE},
-    {"COMPRESS", S_AUTH | S_SELECTED, cmd_compress, 0},
-    {"CHECK", S_SELECTED, cmd_check, 0},
-    {"CLOSE", S_SELECTED, cmd_close, 0},
-    {"UNSELECT", S_SELECTED, cmd_unselect, !CONFIG_EXT_UNSELECT},
-    {"EXPUNGE", S_SELECTED, cmd_expunge, 0},
-    {"SEARCH", S_SELECTED, cmd_search_seq, 0},
-    {"FETCH", S_SELECTED, cmd_fetch_seq, 0},
-    {"STORE", S_SELECTED, cmd_store_seq, 0},
-    {"COPY", S_SELECTED, cmd_copy_seq, 0},
-    {"UID", S_SELECTED, cmd_uid, 0},
-    /* Extensions (ext.c); a disabled one answers BAD like an unknown command. */
-    {"ENABLE", S_AUTH | S_SELECTED, cmd_enable, 0},
-    {"MOVE", S_SELECTED, cmd_move_seq, 0},
-    {"GETQUOTA", S_AUTH | S_SELECTED, cmd_getquota, !CONFIG_EXT_QUOTA},
-    {"GETQUOTAROOT", S_AUTH | S_SELECTED, cmd_getquotaroot, !CONFIG_EXT_QUOTA},
-    {"SETQUOTA", S_AUTH | S_SELECTED, cmd_setquota, !CONFIG_EXT_QUOTA},
-    /* With CONFIG_SORT off these answer BAD like an unknown command. */
-    {"SORT", S_SELECTED, cmd_sort_seq, 0},
-    {"THREAD", S_SELECTED, cmd_thread_seq, 0},
+    {.name = "CAPABILITY", .states = S_ANY, .fn = cmd_capability},
+    {.name = "NOOP", .states = S_ANY, .fn = cmd_noop},
+    {.name = "LOGOUT", .states = S_ANY, .fn = cmd_logout},
+    {.name = "ID", .states = S_ANY, .fn = cmd_id, .off = !CONFIG_EXT_ID},
+    {.name = "LOGIN", .states = S_NOTAUTH, .fn = cmd_login},
+    {.name = "AUTHENTICATE", .states = S_NOTAUTH, .fn = cmd_authenticate},
+    {.name = "STARTTLS", .states = S_NOTAUTH, .fn = cmd_starttls},
+    {.name = "SELECT", .states = AUTHED, .fnv = cmd_select, .v = 0},
+    {.name = "EXAMINE", .states = AUTHED, .fnv = cmd_select, .v = 1},
+    {.name = "CREATE", .states = AUTHED, .fn = cmd_create},
+    {.name = "DELETE", .states = AUTHED, .fn = cmd_delete},
+    {.name = "RENAME", .states = AUTHED, .fn = cmd_rename},
+    {.name = "SUBSCRIBE", .states = AUTHED, .fnv = cmd_subscribe_common, .v = 1},
+    {.name = "UNSUBSCRIBE", .states = AUTHED, .fnv = cmd_subscribe_common, .v = 0},
+    {.name = "LIST", .states = AUTHED, .fn = cmd_list},
+    {.name = "LSUB", .states = AUTHED, .fnv = cmd_list_common, .v = 1},
+    {.name = "NAMESPACE", .states = AUTHED, .fn = cmd_namespace, .off = !CONFIG_EXT_NAMESPACE},
+    {.name = "STATUS", .states = AUTHED, .fn = cmd_status},
+    {.name = "APPEND", .states = AUTHED, .fn = cmd_append},
+    {.name = "IDLE", .states = AUTHED, .fn = cmd_idle, .off = !CONFIG_EXT_IDLE},
+    {.name = "COMPRESS", .states = AUTHED, .fn = cmd_compress, .off = !CONFIG_EXT_COMPRESS},
+    {.name = "CHECK", .states = S_SELECTED, .fn = cmd_check},
+    {.name = "CLOSE", .states = S_SELECTED, .fnv = cmd_close_common, .v = 1},
+    {.name = "UNSELECT", .states = S_SELECTED, .fnv = cmd_close_common, .v = 0, .off = !CONFIG_EXT_UNSELECT},
+    {.name = "EXPUNGE", .states = S_SELECTED, .fn = cmd_expunge},
+    {.name = "SEARCH", .states = S_SELECTED, .fnv = cmd_search},
+    {.name = "FETCH", .states = S_SELECTED, .fnv = cmd_fetch},
+    {.name = "STORE", .states = S_SELECTED, .fnv = cmd_store},
+    {.name = "COPY", .states = S_SELECTED, .fnv = cmd_copy},
+    {.name = "UID", .states = S_SELECTED, .fn = cmd_uid},
+    /* Extensions (ext.c, sort.c) */
+    {.name = "ENABLE", .states = AUTHED, .fn = cmd_enable},
+    {.name = "MOVE", .states = S_SELECTED, .fnv = cmd_move, .off = !CONFIG_EXT_MOVE},
+    {.name = "GETQUOTA", .states = AUTHED, .fn = cmd_getquota, .off = !CONFIG_EXT_QUOTA},
+    {.name = "GETQUOTAROOT", .states = AUTHED, .fn = cmd_getquotaroot, .off = !CONFIG_EXT_QUOTA},
+    {.name = "SETQUOTA", .states = AUTHED, .fn = cmd_setquota, .off = !CONFIG_EXT_QUOTA},
+    {.name = "SORT", .states = S_SELECTED, .fnv = cmd_sort, .off = !CONFIG_SORT},
+    {.name = "THREAD", .states = S_SELECTED, .fnv = cmd_thread, .off = !CONFIG_SORT},
 };
 
 int cmd_tag_ok(const char *t, uint32_t n)
@@ -2076,7 +2005,11 @@ void cmd_dispatch(imap_conn *c)
         reply(c, "BAD", "%s is not allowed %s", d->name,
               c->state == S_NOTAUTH ? "before login" : c->state == S_AUTH ? "without a selected mailbox" : "now");
     } else {
-        d->fn(c, &a);
+        if (d->fn) {
+            d->fn(c, &a);
+        } else {
+            d->fnv(c, &a, d->v);
+        }
     }
     /* Handlers that keep running (linefn, cont) made their own copy. */
     if (c->tag == tag) {

@@ -12,9 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 struct port_listener {
@@ -306,38 +304,4 @@ int port_poll(int timeout_ms)
     }
     reap();
     return stop_flag ? -1 : 0;
-}
-
-uint64_t port_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)(ts.tv_nsec / 1000000);
-}
-
-int64_t port_time(int *tz_minutes)
-{
-    time_t t = time(NULL);
-    if (tz_minutes) {
-        struct tm tm;
-        localtime_r(&t, &tm);
-        *tz_minutes = (int)(tm.tm_gmtoff / 60);
-    }
-    return (int64_t)t;
-}
-
-void port_random(void *buf, size_t n)
-{
-    unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t r = getrandom(p, n, 0);
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            port_fatal("getrandom: %s", strerror(errno));
-        }
-        p += r;
-        n -= (size_t)r;
-    }
 }

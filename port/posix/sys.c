@@ -1,9 +1,12 @@
-/* sys.c -- logging sinks and start-up helpers for POSIX hosts. */
+/* sys.c -- logging sinks, clock and randomness for POSIX hosts. The lwIP
+ * port links this file too: only net.c is specific to BSD sockets. */
 #include "port.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -61,4 +64,38 @@ void port_fatal(const char *fmt, ...)
     port_vlog(LOG_ERR_, fmt, ap);
     va_end(ap);
     exit(1);
+}
+
+uint64_t port_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)(ts.tv_nsec / 1000000);
+}
+
+int64_t port_time(int *tz_minutes)
+{
+    time_t t = time(NULL);
+    if (tz_minutes) {
+        struct tm tm;
+        localtime_r(&t, &tm);
+        *tz_minutes = (int)(tm.tm_gmtoff / 60);
+    }
+    return (int64_t)t;
+}
+
+void port_random(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            port_fatal("getrandom: %s", strerror(errno));
+        }
+        p += r;
+        n -= (size_t)r;
+    }
 }
