@@ -34,10 +34,11 @@
 #define ST_PATH_MAX         4096
 /* Longest escaped file name: stays under NAME_MAX (255) with ".state". */
 #define ST_NAME_FILE_MAX    240
-/* Automatic compaction waits for at least this many reclaimable bytes, so a
- * small mailbox is not rewritten for every expunge (a rewrite of a few KiB
- * costs more flash erase blocks than the space it frees). */
-#define ST_COMPACT_MIN_DEAD (16u * 1024u)
+/* Automatic compaction waits for at least this many reclaimable bytes:
+ * it rewrites the whole mailbox file, so below that it would wear the
+ * flash more than the space is worth (at 16 KiB a busy mailbox of 40 KB
+ * messages was rewritten on nearly every EXPUNGE). */
+#define ST_COMPACT_MIN_DEAD (1024u * 1024u)
 /* Our header block per message (From line, X-UID, Status, X-Status,
  * X-Keywords, separator) as the compaction threshold estimates it. */
 #define ST_HDR_EST          100u

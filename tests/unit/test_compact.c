@@ -87,6 +87,8 @@ static void make_msg(char *buf, size_t cap, int i, size_t *len)
 
 int main(void)
 {
+    /* small test mailboxes: let automatic compaction start early */
+    st_compact_min_dead = 16 * 1024;
     snprintf(root, sizeof root, "/tmp/test_compact.XXXXXX");
     CHECK(mkdtemp(root) != NULL);
     char mbox[512], log[512];
