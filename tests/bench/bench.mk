@@ -18,3 +18,9 @@ build-bench/loadgen: tests/bench/loadgen.c
 	$(Q)if [ -e /usr/include/openssl/ssl.h ]; then \
 		$(CC) -O2 -g -Wall -Wextra -DLG_TLS=1 -o $@ $< -lssl -lcrypto -lm; \
 	else $(CC) -O2 -g -Wall -Wextra -o $@ $< -lm; fi
+
+# QRESYNC resync of 50,000 messages and IDLE push latency, both servers
+# (RESYNC_N=... for another size). Needs root for Dovecot.
+.PHONY: bench-resync
+bench-resync: $(BUILD)/picoimapd
+	$(Q)PICOIMAPD=$(abspath $(BUILD)/picoimapd) $(PYTHON) tests/bench/resync_bench.py
