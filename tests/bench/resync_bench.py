@@ -24,6 +24,8 @@ import time
 
 N = int(os.environ.get("RESYNC_N", "50000"))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+import dovecot  # noqa: E402
 PICO = os.environ.get("PICOIMAPD", os.path.join(ROOT, "build", "picoimapd"))
 
 
@@ -137,52 +139,9 @@ def start_dovecot(work, mbox):
         f.write("bench:{PLAIN}bench\n")
     os.makedirs(os.path.join(work, "index"))
     os.chown(os.path.join(work, "index"), 65534, 65534)
-    for root, dirs, files in os.walk(mail):
-        for n in dirs + files:
-            os.chown(os.path.join(root, n), 65534, 65534)
-    os.chown(mail, 65534, 65534)
-    conf = os.path.join(work, "dovecot.conf")
-    with open(conf, "w") as f:
-        f.write("""base_dir = {d}/run
-state_dir = {d}/state
-log_path = /dev/null
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 1
-mail_uid = 65534
-mail_gid = 65534
-passdb {{
-  driver = passwd-file
-  args = {pw}
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={d}
-}}
-mail_location = mbox:{m}:INBOX={m}/INBOX:INDEX={d}/index
-mbox_read_locks = fcntl
-mbox_write_locks = fcntl
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-  chroot =
-}}
-service anvil {{
-  chroot =
-}}
-""".format(d=work, pw=pw, m=mail, port=port))
-    proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", conf], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_port(port, proc)
-    return proc, port
+    dovecot.chown_nobody(mail)
+    conf = dovecot.write_conf(work, port, pw, "mbox:{m}:INBOX={m}/INBOX:INDEX={d}/index".format(m=mail, d=work))
+    return dovecot.start(conf, port), port
 
 
 def run(port):
@@ -280,8 +239,7 @@ def main():
             try:
                 results["dovecot-mbox"] = run(dport)
             finally:
-                os.killpg(dproc.pid, signal.SIGKILL)
-                dproc.wait(10)
+                dovecot.stop(dproc)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     keys = ["select_s", "fetch_flags_s", "resync_s", "resync_bytes", "vanished_exact",

@@ -7,8 +7,7 @@ import mailbox
 import os
 import re
 import shutil
-import signal
-import socket
+import sys
 import subprocess
 import tempfile
 import time
@@ -16,6 +15,9 @@ import time
 import pytest
 
 from conftest import BINARY, free_port, make_message
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import dovecot  # noqa: E402
 
 SUBJECTS = {
     "INBOX": [("one", "(\\Seen)"), ("two", "(\\Seen \\Flagged)"), ("three", "()"), ("four", "(\\Deleted)"),
@@ -104,70 +106,21 @@ def test_dovecot_mbox_driver_sees_the_same(compacted_store):
         os.chmod(ref, 0o755)
         mail = os.path.join(ref, "mail")
         shutil.copytree(userdir, mail, ignore=shutil.ignore_patterns(".*"))
-        for root, dirs, files in os.walk(ref):
-            for n in dirs + files:
-                os.chown(os.path.join(root, n), 65534, 65534)
-        os.chown(ref, 65534, 65534)
+        dovecot.chown_nobody(ref)
         port = free_port()
         pw = os.path.join(ref, "passwd")
         with open(pw, "w") as f:
             f.write("demo:{PLAIN}demo\n")
-        conf = os.path.join(ref, "dovecot.conf")
-        with open(conf, "w") as f:
-            f.write("""base_dir = {d}/run
-state_dir = {d}/state
-log_path = /dev/stderr
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 1
-mail_uid = 65534
-mail_gid = 65534
-passdb {{
-  driver = passwd-file
-  args = {pw}
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={d}
-}}
-mail_location = mbox:{m}:INBOX={m}/INBOX:INDEX={d}/index
-mbox_read_locks = fcntl
-mbox_write_locks = fcntl
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-  chroot =
-}}
-service anvil {{
-  chroot =
-}}
-""".format(d=ref, pw=pw, m=mail, port=port))
-        proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", conf], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        conf = dovecot.write_conf(ref, port, pw, "mbox:{m}:INBOX={m}/INBOX:INDEX={d}/index".format(m=mail, d=ref),
+                                  log="/dev/stderr")
+        proc = dovecot.start(conf, port)
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "dovecot did not start"
-                    time.sleep(0.1)
             d = imaplib.IMAP4("127.0.0.1", port)
             d.login("demo", "demo")
             got = {box: picoimapd_view(d, box) for box in SUBJECTS}
             d.logout()
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)   # the master and its children
-            log = proc.communicate(timeout=10)[1].decode(errors="replace")
+            log = dovecot.stop(proc)
         assert got == want, "Dovecot sees %r\nwe have %r\ndovecot log:\n%s" % (got, want, log[-3000:])
     finally:
         shutil.rmtree(ref, ignore_errors=True)
