@@ -102,29 +102,16 @@ void out_printf(imap_conn *c, const char *fmt, ...)
 
 void out_string(imap_conn *c, const char *s, size_t n)
 {
-    int quotable = n < 1024;
-    for (size_t i = 0; quotable && i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == 0 || ch == '\r' || ch == '\n' || ch >= 0x80) {
-            quotable = 0;
-        }
-    }
-    if (!quotable) {
+    if (n >= 1024) {
+        /* A literal: no need to copy the bytes through a buffer. */
         out_printf(c, "{%zu}\r\n", n);
         out_write(c, s, n);
         return;
     }
-    out_write(c, "\"", 1);
-    size_t st = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            out_write(c, s + st, i - st);
-            out_write(c, "\\", 1);
-            st = i;
-        }
-    }
-    out_write(c, s + st, n - st);
-    out_write(c, "\"", 1);
+    dbuf b = {0};
+    dbuf_add_imap_string(&b, s, n);
+    out_write(c, b.p, b.len);
+    dbuf_free(&b);
 }
 
 void out_nstring(imap_conn *c, const char *s, size_t n)

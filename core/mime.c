@@ -956,28 +956,7 @@ bad:
 
 void mime_out_string(dbuf *o, const char *s, size_t n)
 {
-    /* Quoted only when short and 7-bit without CR/LF (RFC 3501 quoted);
-     * otherwise a literal, which may carry 8-bit header bytes. */
-    int quotable = n < 1024;
-    for (size_t i = 0; quotable && i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == 0 || ch == '\r' || ch == '\n' || ch >= 0x80) {
-            quotable = 0;
-        }
-    }
-    if (!quotable) {
-        dbuf_printf(o, "{%zu}\r\n", n);
-        dbuf_add(o, s, n);
-        return;
-    }
-    dbuf_addc(o, '"');
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            dbuf_addc(o, '\\');
-        }
-        dbuf_addc(o, s[i]);
-    }
-    dbuf_addc(o, '"');
+    dbuf_add_imap_string(o, s, n);
 }
 
 void mime_out_nstring(dbuf *o, const char *s, size_t n)

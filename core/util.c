@@ -333,3 +333,29 @@ void format_date_time(int64_t t, int tz, char out[32])
              (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), tz < 0 ? '-' : '+',
              az / 60, az % 60);
 }
+
+void dbuf_add_imap_string(dbuf *o, const char *s, size_t n)
+{
+    /* Quoted only when short and 7-bit without NUL/CR/LF (RFC 3501 quoted);
+     * otherwise a literal, which may carry 8-bit bytes. */
+    int quotable = n < 1024;
+    for (size_t i = 0; quotable && i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == 0 || ch == '\r' || ch == '\n' || ch >= 0x80) {
+            quotable = 0;
+        }
+    }
+    if (!quotable) {
+        dbuf_printf(o, "{%zu}\r\n", n);
+        dbuf_add(o, s, n);
+        return;
+    }
+    dbuf_addc(o, '"');
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            dbuf_addc(o, '\\');
+        }
+        dbuf_addc(o, s[i]);
+    }
+    dbuf_addc(o, '"');
+}

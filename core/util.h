@@ -19,6 +19,8 @@ int   dbuf_addc(dbuf *b, char ch);
 int   dbuf_adds(dbuf *b, const char *s);
 int   dbuf_printf(dbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int   dbuf_vprintf(dbuf *b, const char *fmt, va_list ap);
+/* s as an IMAP string: quoted when it can be, else a literal. */
+void  dbuf_add_imap_string(dbuf *b, const char *s, size_t n);
 void  dbuf_free(dbuf *b);
 void  dbuf_reset(dbuf *b);                              /* len = 0, keep memory */
 

@@ -358,31 +358,39 @@ typedef struct rebuild_ctx {
     int err;
 } rebuild_ctx;
 
+/* Next keyword name of an X-Keywords value (space, tab or comma separated):
+ * sets *n to its length and returns its start, or NULL at the end. */
+static const char *kw_next(const char **v, size_t *n)
+{
+    const char *p = *v;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') {
+        p++;
+    }
+    size_t k = 0;
+    while (p[k] && p[k] != ' ' && p[k] != '\t' && p[k] != '\n' && p[k] != '\r' && p[k] != ',') {
+        k++;
+    }
+    *v = p + k;
+    *n = k;
+    return k ? p : NULL;
+}
+
 /* Register keyword names from an X-Keywords value; returns the bit mask. */
 static uint64_t kw_from_names(st_box *bx, const char *v)
 {
     uint64_t mask = 0;
-    while (*v) {
-        while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ',') {
-            v++;
-        }
-        size_t n = 0;
-        while (v[n] && v[n] != ' ' && v[n] != '\t' && v[n] != '\n' && v[n] != '\r' && v[n] != ',') {
-            n++;
-        }
-        if (!n) {
-            break;
-        }
+    size_t n;
+    for (const char *w; (w = kw_next(&v, &n)) != NULL;) {
         unsigned i;
         for (i = 0; i < bx->nkw; i++) {
-            if (strlen(bx->kw[i]) == n && strncasecmp(bx->kw[i], v, n) == 0) {
+            if (strlen(bx->kw[i]) == n && strncasecmp(bx->kw[i], w, n) == 0) {
                 break;
             }
         }
         if (i == bx->nkw && n <= ST_KW_NAME_MAX && bx->nkw < CONFIG_MAX_KEYWORDS) {
             char *k = malloc(n + 1);
             if (k) {
-                memcpy(k, v, n);
+                memcpy(k, w, n);
                 k[n] = 0;
                 bx->kw[bx->nkw++] = k;
             }
@@ -390,7 +398,6 @@ static uint64_t kw_from_names(st_box *bx, const char *v)
         if (i < bx->nkw) {
             mask |= (uint64_t)1 << i;
         }
-        v += n;
     }
     return mask;
 }
@@ -671,25 +678,15 @@ static int tail_cb(void *ctx, st_found *f)
     /* keywords named in X-Keywords */
     uint64_t kw = 0;
     const char *v = f->kw;
-    while (*v) {
-        while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ',') {
-            v++;
-        }
-        size_t n = 0;
-        while (v[n] && v[n] != ' ' && v[n] != '\t' && v[n] != '\n' && v[n] != '\r' && v[n] != ',') {
-            n++;
-        }
-        if (!n) {
-            break;
-        }
-        int k = st_keyword(&b->pub, v, n, 0);
+    size_t n;
+    for (const char *w; (w = kw_next(&v, &n)) != NULL;) {
+        int k = st_keyword(&b->pub, w, n, 0);
         if (k == ST_ENOENT) {
-            k = keyword_add_locked(b, v, n);
+            k = keyword_add_locked(b, w, n);
         }
         if (k >= 0) {
             kw |= (uint64_t)1 << k;
         }
-        v += n;
     }
     st_rec_append a;
     uint8_t p[64];
@@ -705,11 +702,11 @@ static int tail_cb(void *ctx, st_found *f)
     a.hlen = f->hlen > 0xffff ? 0xffff : (uint16_t)f->hlen;
     a.tail = f->tail;
     a.crc = f->crc;
-    size_t n = st_rec_append_payload(p, &a);
-    if ((c->err = st_log_add(b, REC_APPEND, p, n)) != 0) {
+    size_t plen = st_rec_append_payload(p, &a);
+    if ((c->err = st_log_add(b, REC_APPEND, p, plen)) != 0) {
         return 1;
     }
-    if ((c->err = apply(b, REC_APPEND, p, n)) < 0) {
+    if ((c->err = apply(b, REC_APPEND, p, plen)) < 0) {
         return 1;
     }
     c->err = 0;
