@@ -1163,7 +1163,7 @@ static void cmd_append(imap_conn *c, args *a)
         uint32_t uid = 0;
         rc = st_append_end(ap, &uid);
         if (rc == 0) {
-            rc = st_box_commit(box);
+            rc = conn_commit(c, box, "APPEND");
         }
         dbuf_printf(&uids, "%u", uid);
     }
@@ -1178,9 +1178,12 @@ static void cmd_append(imap_conn *c, args *a)
     st_box_close(box);
     notify(c, 1);
     if (CONFIG_EXT_UIDPLUS) {
-        out_printf(c, "%s OK [APPENDUID %u ", c->tag, uidv);   /* the set may be long */
-        out_write(c, uids.p, uids.len);
-        out_puts(c, "] APPEND completed\r\n");
+        dbuf line = {0};   /* the set may be long */
+        dbuf_printf(&line, "%s OK [APPENDUID %u ", c->tag, uidv);
+        dbuf_add(&line, uids.p, uids.len);
+        dbuf_adds(&line, "] APPEND completed\r\n");
+        reply_line(c, line.p, line.len);
+        dbuf_free(&line);
     } else {
         reply(c, "OK", "APPEND completed");
     }
@@ -1382,7 +1385,7 @@ static void cmd_check(imap_conn *c, args *a)
         reply(c, "BAD", "CHECK takes no arguments");
         return;
     }
-    int rc = st_box_commit(c->sess->box);
+    int rc = conn_commit(c, c->sess->box, "CHECK");
     if (rc < 0) {
         reply_st_err(c, rc, "CHECK");
         return;
@@ -1409,7 +1412,7 @@ static int expunge_deleted(imap_conn *c, const seqset *uids)
         }
     }
     if (any) {
-        int rc2 = st_box_commit(box);
+        int rc2 = conn_commit(c, box, "EXPUNGE");
         if (rc == 0) {
             rc = rc2;
         }
@@ -1625,7 +1628,7 @@ static void cmd_store(imap_conn *c, args *a, int uid)
         return;
     }
     for_each_msg(s, &set, uid, store_one, &x);
-    int rc = x.err ? x.err : st_box_commit(s->box);
+    int rc = x.err ? x.err : conn_commit(c, s->box, "STORE");
     int modseq = (c->ext_on & EXT_CONDSTORE) != 0;
     for (uint32_t k = 0; k < x.nchanged && (!x.silent || modseq); k++) {
         uint32_t idx = x.changed[k];
@@ -1745,7 +1748,9 @@ static void cmd_copy_move(imap_conn *c, args *a, int uid, int move)
         return;
     }
     for_each_msg(s, &set, uid, copy_one, &x);
-    rc = x.err ? x.err : st_box_commit(x.dst);
+    /* MOVE: the copies are durable before the originals go (the source
+     * may be synced first in a group commit); COPY joins the group. */
+    rc = x.err ? x.err : move ? st_box_commit(x.dst) : conn_commit(c, x.dst, what);
     if (rc < 0) {
         seqset_free(&set);
         /* Messages already copied stay; the client was told NO. A later
@@ -1764,7 +1769,7 @@ static void cmd_copy_move(imap_conn *c, args *a, int uid, int move)
             out_printf(c, "* OK [COPYUID %u %s %s] Moved\r\n", uidv, x.src.p, x.dstuids.p);
         }
         for_each_msg(s, &set, uid, expunge_one, &x);
-        rc = x.err ? x.err : st_box_commit(s->box);
+        rc = x.err ? x.err : conn_commit(c, s->box, what);
         view_sync(s->box);
         view_kick(s->box, s);
         notify(c, 1);

@@ -137,19 +137,33 @@ void out_mailbox(imap_conn *c, const char *name)
     out_string(c, name, strlen(name));
 }
 
+void reply_line(imap_conn *c, const char *line, size_t n)
+{
+    if (c->cwait[0]) {
+        /* Held until the change it reports is durable (group_commit). */
+        if (dbuf_add(&c->cwait_out, line, n) < 0) {
+            c->closing = 2;
+        }
+        return;
+    }
+    out_write(c, line, n);
+}
+
 void reply(imap_conn *c, const char *status, const char *fmt, ...)
 {
-    out_puts(c, c->tag ? c->tag : "*");
-    out_write(c, " ", 1);
-    out_puts(c, status);
-    out_write(c, " ", 1);
     char tmp[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    out_puts(c, tmp);
-    out_write(c, "\r\n", 2);
+    dbuf b = {0};
+    dbuf_printf(&b, "%s %s %s\r\n", c->tag ? c->tag : "*", status, tmp);
+    if (b.p) {
+        reply_line(c, b.p, b.len);
+    } else {
+        c->closing = 2;
+    }
+    dbuf_free(&b);
     log_trace("%s > %s %s %s", c->peer, c->tag ? c->tag : "*", status, tmp);
 }
 
@@ -227,8 +241,32 @@ static long conn_get(imap_conn *c, void *p, size_t n)
     }
 }
 
+/* Whether c's output must wait for this turn's group commit: it waits for
+ * a commit itself, or its selected mailbox changed in this turn. (STATUS or
+ * LIST-STATUS from another connection may show a UIDNEXT not yet synced;
+ * a UID is never bound to a message there.) */
+static int held(const imap_conn *c)
+{
+    if (c->cwait[0]) {
+        return 1;
+    }
+    for (unsigned i = 0; c->sess && i < g_srv->ngc; i++) {
+        if (g_srv->gc[i] == c->sess->box) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void conn_flush(imap_conn *c)
 {
+    if (g_srv && g_srv->ngc && held(c)) {
+        /* Changes made this turn to c's mailbox are not durable yet: what
+         * c is told may not leave before the sync (a message a client was
+         * told of and then lost in a power cut could see its UID reused).
+         * The turn ends with group_commit(), which flushes. */
+        return;
+    }
     if (c->tls_hs) {
         return;   /* nothing goes out in clear, or into a half-made session */
     }
@@ -334,6 +372,7 @@ static void conn_destroy(imap_conn *c)
     free(c->tag);
     free(c->user);
     free(c->delayed);
+    dbuf_free(&c->cwait_out);
     free(c);
 }
 
@@ -342,7 +381,7 @@ static void conn_destroy(imap_conn *c)
 static int can_process(const imap_conn *c)
 {
     return !c->closing && !c->cont && !c->wake_at && !out_full(c) && !c->starttls && !c->tls_hs &&
-           !c->compress_pending;
+           !c->compress_pending && !c->cwait[0];
 }
 
 static void process(imap_conn *c)
@@ -469,13 +508,28 @@ static void pump(imap_conn *c)
 {
     for (int i = 0; i < PUMP_ROUNDS; i++) {
         run_cont(c);
-        if (!c->cont && c->in.len && can_process(c)) {
-            process(c);
+        int skipped = 0;
+        if (!c->cont && c->in.len) {
+            if (can_process(c)) {
+                process(c);
+            } else {
+                skipped = 1;
+            }
         }
         conn_flush(c);
-        if (c->closing || !c->cont || out_full(c)) {
+        if (c->closing) {
             break;
         }
+        if (c->cont && !out_full(c)) {
+            continue;   /* room for more of the command in progress */
+        }
+        if (!c->cont && skipped && c->in.len && can_process(c)) {
+            /* Pipelined input waited for room (or for a commit) and the
+             * flush just made it: no event comes for bytes already read,
+             * so run it now. */
+            continue;
+        }
+        break;
     }
 }
 
@@ -486,7 +540,7 @@ static int conn_start_tls(imap_conn *c);
 static int wants_read(const imap_conn *c)
 {
     return !c->closing && !c->cont && !c->wake_at && !out_full(c) && c->in.len < READ_CHUNK &&
-           !c->starttls && !c->tls_hs;
+           !c->starttls && !c->tls_hs && !c->cwait[0];
 }
 
 /* Decide what to wait for next; free the connection when it is done. */
@@ -528,6 +582,134 @@ static void conn_update(imap_conn *c)
     }
     /* A paused command with room for output is resumed next turn. */
     port_want(c->pc, wants_read(c), unsent || (c->cont && !c->closing));
+}
+
+/* ---- group commit ---- */
+
+int conn_commit(imap_conn *c, st_box *box, const char *what)
+{
+    imap_server *sv = g_srv;
+    unsigned i;
+    if (!st_box_dirty(box)) {
+        return 0;   /* all of it is durable already */
+    }
+    for (i = 0; i < sv->ngc && sv->gc[i] != box; i++) {
+    }
+    if (i == sv->ngc) {
+        if (sv->ngc == sv->gccap) {
+            unsigned cap = sv->gccap ? 2 * sv->gccap : 8;
+            st_box **nb = realloc(sv->gc, cap * sizeof *nb);
+            if (!nb) {
+                return st_box_commit(box);   /* no memory: the old way */
+            }
+            sv->gc = nb;
+            sv->gccap = cap;
+        }
+        st_box_ref(box);
+        sv->gc[sv->ngc++] = box;
+    }
+    if (!c) {
+        return 0;
+    }
+    if (c->cwait[0] && c->cwait[0] != box && c->cwait[1] && c->cwait[1] != box) {
+        return st_box_commit(box);   /* a third mailbox (not done by any command) */
+    }
+    if (!c->cwait[0]) {
+        c->cwait[0] = box;
+    } else if (c->cwait[0] != box) {
+        c->cwait[1] = box;
+    }
+    c->cwait_what = what;
+    c->cwait_round = sv->gc_round;
+    return 0;
+}
+
+/* The end of a loop turn: sync each mailbox changed in it once, give the
+ * waiting commands their tagged replies, run what they pipelined (which
+ * may change mailboxes again: a few more rounds), then let all the output
+ * of the turn go. */
+static void group_commit(void)
+{
+    imap_server *sv = g_srv;
+    int any = 0;
+    for (int round = 0; round < 8 && sv->ngc; round++) {
+        any = 1;
+        st_box **list = sv->gc;
+        unsigned n = sv->ngc;
+        unsigned this_round = sv->gc_round++;
+        sv->gc = NULL;
+        sv->ngc = sv->gccap = 0;
+        int rcs[64];
+        int *rc = n <= 64 ? rcs : malloc(n * sizeof *rc);
+        for (unsigned i = 0; i < n; i++) {
+            int r = st_box_commit(list[i]);
+            if (rc) {
+                rc[i] = r;
+            }
+        }
+        unsigned waited = 0;
+        imap_conn *c = sv->conns;
+        while (c) {
+            imap_conn *nx = c->next;
+            if (!c->cwait[0] || c->cwait_round != this_round) {
+                c = nx;
+                continue;
+            }
+            int err = rc ? 0 : ST_ENOMEM;
+            for (unsigned k = 0; k < 2 && rc; k++) {
+                for (unsigned i = 0; c->cwait[k] && i < n; i++) {
+                    if (list[i] == c->cwait[k] && rc[i] < 0 && !err) {
+                        err = rc[i];
+                    }
+                }
+            }
+            c->cwait[0] = c->cwait[1] = NULL;
+            if (err) {
+                /* The held reply said OK; the change is not durable. */
+                const char *t = c->cwait_out.p ? c->cwait_out.p : "*";
+                size_t tl = strcspn(t, " ");
+                char *tag = malloc(tl + 1);
+                if (tag) {
+                    memcpy(tag, t, tl);
+                    tag[tl] = 0;
+                }
+                char *keep = c->tag;
+                c->tag = tag;
+                reply_st_err(c, err, c->cwait_what ? c->cwait_what : "command");
+                c->tag = keep;
+                free(tag);
+            } else {
+                out_write(c, c->cwait_out.p, c->cwait_out.len);
+            }
+            dbuf_free(&c->cwait_out);
+            waited++;
+            pump(c);   /* held: its pipelined commands run now */
+            conn_update(c);   /* reads again (may free c) */
+            c = nx;
+        }
+        log_debug("group commit: %u mailbox%s synced for %u command%s", n, n == 1 ? "" : "es", waited,
+                  waited == 1 ? "" : "s");
+        for (unsigned i = 0; i < n; i++) {
+            st_box_close(list[i]);
+        }
+        if (rc != rcs) {
+            free(rc);
+        }
+        free(list);
+    }
+    if (!any || sv->ngc) {
+        return;
+    }
+    imap_conn *c = sv->conns;
+    while (c) {
+        imap_conn *nx = c->next;
+        if (c->out.head || c->zoff < c->zout.len || c->closing || c->cont) {
+            conn_flush(c);
+            pump(c);
+            conn_update(c);
+        }
+        c = nx;
+    }
 }
 
 /* Start a TLS session on c (implicit TLS at accept, or after STARTTLS).
@@ -774,6 +956,16 @@ static int timers(void)
     return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
 }
 
+/* Between two polls: sync the turn's changes, run timers, sync again
+ * what the timers changed; never sleep with changes unsynced. */
+static int turn_end(void)
+{
+    group_commit();
+    int t = timers();
+    group_commit();
+    return g_srv->ngc ? 0 : t;
+}
+
 int imap_server_run(imap_cfg *cfg)
 {
     static imap_server srv;
@@ -806,8 +998,9 @@ int imap_server_run(imap_cfg *cfg)
     }
     st_store_set_quota(srv.store, cfg->quota);
     st_store_set_compact_ratio(srv.store, cfg->compact_permille);
-    while (port_poll(timers()) == 0) {
+    while (port_poll(turn_end()) == 0) {
     }
+    group_commit();
     log_info("shutting down");
     srv.stopping = 1;
     while (srv.conns) {

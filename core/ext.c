@@ -599,7 +599,7 @@ int ext_mappend_finish(imap_conn *c, st_box *box, st_append *last, dbuf *uids)
         free(u);
         return rc;
     }
-    rc = st_box_commit(box);
+    rc = conn_commit(c, box, "APPEND");
     if (rc == 0) {
         ext_numset(uids, u, done);
     }

@@ -454,7 +454,7 @@ static void fetch_reply(imap_conn *c, fetch_job *j)
     int err = j->err, skipped = j->skipped;
     imap_sess *s = c->sess;
     if (s) {
-        int rc = st_box_commit(s->box);
+        int rc = conn_commit(c, s->box, "FETCH");
         if (!err) {
             err = rc;
         }
@@ -485,7 +485,10 @@ static int fetch_step(imap_conn *c)
             return 0;
         }
         long li = st_box_find(s->box, j->uids[j->cur]);
-        if (li < 0 || (!j->started && ((s->box->msg[li].flags & ST_F_EXPUNGED) || !view_visible(s, (uint32_t)li)))) {
+        /* A message another session expunged while this FETCH runs is
+         * still served: this session has not been told, the entry and its
+         * bytes stay until it has (view.c holds back the purge). */
+        if (li < 0 || (!j->started && !view_visible(s, (uint32_t)li))) {
             if (j->started) {
                 /* Gone while streaming (cannot happen while we hold back
                  * the purge, but never index a stale slot). */

@@ -121,6 +121,13 @@ typedef struct imap_conn {
     unsigned    ext_on;             /* EXT_* switched on by ENABLE or use (ext.h) */
     struct ext_append *mappend;     /* MULTIAPPEND messages streamed so far (ext.c) */
     struct lmtp_state *lmtp;        /* LMTP session (LISTEN_LMTP, lmtp.c), or NULL */
+    /* Group commit (conn_commit): the command's changes wait for this
+     * turn's one sync per mailbox; until then its tagged reply is held in
+     * cwait_out and the connection reads no further command. */
+    st_box     *cwait[2];           /* mailboxes it waits for */
+    const char *cwait_what;         /* command name, for a NO */
+    unsigned    cwait_round;        /* group it belongs to */
+    dbuf        cwait_out;          /* the held tagged reply */
 } imap_conn;
 
 typedef struct imap_server {
@@ -130,6 +137,11 @@ typedef struct imap_server {
     unsigned    nconns;
     unsigned    npreauth;
     int         stopping;
+    /* Mailboxes changed in this turn, synced once each before any output
+     * leaves (conn.c group_commit); each holds a reference. */
+    st_box    **gc;
+    unsigned    ngc, gccap;
+    unsigned    gc_round;
 } imap_server;
 
 extern imap_server *g_srv;
@@ -149,6 +161,15 @@ void out_nstring(imap_conn *c, const char *s, size_t n);
 void out_mailbox(imap_conn *c, const char *name);
 int  out_full(const imap_conn *c);
 void conn_flush(imap_conn *c);
+/* Make box's changes durable before c's tagged reply goes out: the reply
+ * (through reply()/reply_line()) is held and c reads nothing more until
+ * the end of this loop turn, when every changed mailbox is synced once for
+ * all the commands that changed it. If the sync fails, the reply becomes
+ * a NO for `what`. c may be NULL (sync at the end of the turn, nobody
+ * waits). Returns 0, or an error when it had to sync at once and failed. */
+int  conn_commit(imap_conn *c, st_box *box, const char *what);
+/* A complete tagged line (with CRLF), held while c waits for a commit. */
+void reply_line(imap_conn *c, const char *line, size_t n);
 /* Tagged completion of the command in progress. */
 void reply(imap_conn *c, const char *status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 uint64_t now_ms(void);

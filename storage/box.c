@@ -954,6 +954,17 @@ int st_box_open(st_store *s, const char *user, const char *name, st_box **out)
     return 0;
 }
 
+int st_box_dirty(const st_box *bx)
+{
+    const stbox *b = (const stbox *)bx;
+    return b->dirty_log || b->dirty_mbox;
+}
+
+void st_box_ref(st_box *bx)
+{
+    ((stbox *)bx)->refs++;
+}
+
 void st_box_close(st_box *bx)
 {
     stbox *b = (stbox *)bx;
@@ -1045,8 +1056,10 @@ int st_box_commit(st_box *bx)
         return r;
     }
     /* The mbox first: the MARK vouches for every byte the log points to,
-     * including other processes' (so always, even for a flag change). */
-    r = st_vsync(b->mbox);
+     * including other processes' (every path that indexes new mbox bytes,
+     * ours or an outside writer's, sets dirty_mbox). A flag change or an
+     * expunge alone leaves the mbox as it was synced: one fsync, not two. */
+    r = b->dirty_mbox ? st_vsync(b->mbox) : 0;
     if (!r) {
         r = st_log_add(b, REC_MARK, NULL, 0);
     }

@@ -124,6 +124,10 @@ int  st_subs_list(st_store *s, const char *user,
 /* ---- an open mailbox ---- */
 int  st_box_open(st_store *s, const char *user, const char *name, st_box **out);
 void st_box_close(st_box *b);
+/* 1 if the mailbox has changes not yet made durable by st_box_commit. */
+int  st_box_dirty(const st_box *b);
+/* One more reference to an open mailbox (released by st_box_close). */
+void st_box_ref(st_box *b);
 /* Notice changes made by other processes (deliver, outside MDAs). Returns
  * >0 when something changed (new messages, flags, expunges), 0 if not,
  * <0 on error. Cheap when nothing changed (one stat). */
