@@ -514,8 +514,9 @@ static void cmd_select(imap_conn *c, args *a, int readonly)
     if (c->state == S_SELECTED) {
         conn_enter_state(c, S_AUTH);
     }
-    if (was_selected && (c->ext_on & EXT_CONDSTORE)) {
-        out_puts(c, "* OK [CLOSED] Previous mailbox closed\r\n");   /* RFC 7162 3.2.11 */
+    if (was_selected && ((c->ext_on & EXT_CONDSTORE) || ext_rev2(c))) {
+        /* RFC 7162 3.2.11, RFC 9051 6.3.2 */
+        out_puts(c, "* OK [CLOSED] Previous mailbox closed\r\n");
     }
     char *name = arg_mailbox(c, a);
     if (!name) {
@@ -553,10 +554,14 @@ static void cmd_select(imap_conn *c, args *a, int readonly)
     }
     out_puts(c, "] Flags permitted\r\n");
     out_printf(c, "* %u EXISTS\r\n", s->exists);
-    if (!(c->ext_on & EXT_REV2)) {
+    if (ext_rev2(c)) {
+        /* RFC 9051 6.3.2: a LIST of the mailbox instead of RECENT and
+         * [UNSEEN] (both gone from IMAP4rev2). */
+        ext_select_list(c, box->name);
+    } else {
         out_printf(c, "* %u RECENT\r\n", s->recent_count);
     }
-    for (uint32_t seq = 1; seq <= s->exists; seq++) {
+    for (uint32_t seq = 1; seq <= s->exists && !ext_rev2(c); seq++) {
         long idx = view_seq2idx(s, seq);
         if (idx >= 0 && !(box->msg[idx].flags & ST_F_SEEN)) {
             out_printf(c, "* OK [UNSEEN %u] First unseen\r\n", seq);
@@ -991,9 +996,9 @@ static void cmd_status(imap_conn *c, args *a)
     if (!name) {
         return;
     }
-    enum { M = 1, R = 2, UN = 4, UV = 8, US = 16, HM = 32, SZ = 64, AL = 128 };
+    enum { M = 1, R = 2, UN = 4, UV = 8, US = 16, HM = 32, SZ = 64, AL = 128, DE = 256 };
     int want = 0;
-    int order[8], no = 0;
+    int order[9], no = 0;
     if (arg_lparen(a) < 0) {
         free(name);
         reply(c, "BAD", "Usage: STATUS mailbox (items)");
@@ -1002,18 +1007,20 @@ static void cmd_status(imap_conn *c, args *a)
     const char *it;
     uint32_t il;
     while (arg_atom(a, &it, &il) == 0) {
-        int bit = !ascii_casecmp(it, "MESSAGES") ? M : !ascii_casecmp(it, "RECENT") ? R
+        /* RFC 9051 6.3.11: IMAP4rev2 adds DELETED and drops RECENT. */
+        int bit = !ascii_casecmp(it, "MESSAGES") ? M : !ascii_casecmp(it, "RECENT") && !ext_rev2(c) ? R
                 : !ascii_casecmp(it, "UIDNEXT") ? UN : !ascii_casecmp(it, "UIDVALIDITY") ? UV
                 : !ascii_casecmp(it, "UNSEEN") ? US
                 : CONFIG_EXT_CONDSTORE && !ascii_casecmp(it, "HIGHESTMODSEQ") ? HM
                 : CONFIG_EXT_STATUS_SIZE && !ascii_casecmp(it, "SIZE") ? SZ
-                : CONFIG_EXT_STATUS_SIZE && !ascii_casecmp(it, "APPENDLIMIT") ? AL : 0;
+                : CONFIG_EXT_STATUS_SIZE && !ascii_casecmp(it, "APPENDLIMIT") ? AL
+                : CONFIG_EXT_IMAP4REV2 && !ascii_casecmp(it, "DELETED") ? DE : 0;
         if (!bit) {
             free(name);
             reply(c, "BAD", "Unknown STATUS item");
             return;
         }
-        if (!(want & bit) && no < 8) {
+        if (!(want & bit) && no < 9) {
             order[no++] = bit;
         }
         want |= bit;
@@ -1031,7 +1038,7 @@ static void cmd_status(imap_conn *c, args *a)
         return;
     }
     st_box_refresh(box);
-    uint32_t msgs = 0, recent = 0, unseen = 0;
+    uint32_t msgs = 0, recent = 0, unseen = 0, deleted = 0;
     uint64_t size = 0;
     if (want & HM) {
         c->ext_on |= EXT_CONDSTORE;   /* a CONDSTORE-enabling command */
@@ -1045,6 +1052,7 @@ static void cmd_status(imap_conn *c, args *a)
         size += m->size;
         recent += m->uid >= box->recent_uid;
         unseen += !(m->flags & ST_F_SEEN);
+        deleted += (m->flags & ST_F_DELETED) != 0;
     }
     out_puts(c, "* STATUS ");
     out_mailbox(c, name);
@@ -1062,6 +1070,7 @@ static void cmd_status(imap_conn *c, args *a)
         case HM: out_printf(c, "HIGHESTMODSEQ %llu", (unsigned long long)ext_modseq(box->highestmodseq)); break;
         case SZ: out_printf(c, "SIZE %llu", (unsigned long long)size); break;
         case AL: out_printf(c, "APPENDLIMIT %llu", (unsigned long long)EXT_APPENDLIMIT); break;
+        case DE: out_printf(c, "DELETED %u", deleted); break;
         }
     }
     out_puts(c, ")\r\n");

@@ -49,6 +49,11 @@ void ext_capability_list(imap_conn *c)
     if (CONFIG_EXT_QUOTA) {
         out_puts(c, " QUOTA QUOTA=RES-STORAGE");
     }
+    if (CONFIG_EXT_IMAP4REV2) {
+        /* RFC 3516 in full (fetch.c, binary.c): IMAP4rev2 needs its FETCH
+         * side; APPEND takes a literal8 anyway. */
+        out_puts(c, " BINARY");
+    }
 }
 
 void cmd_enable(imap_conn *c, args *a)
@@ -734,7 +739,7 @@ static int pat_match(char **pats, unsigned np, const char *name)
 
 /* STATUS items for LIST-STATUS. */
 enum { LS_MESSAGES = 1, LS_RECENT = 2, LS_UIDNEXT = 4, LS_UIDVALIDITY = 8, LS_UNSEEN = 16,
-       LS_HIGHESTMODSEQ = 32, LS_SIZE = 64 };
+       LS_HIGHESTMODSEQ = 32, LS_SIZE = 64, LS_DELETED = 128 };
 
 static void list_status(imap_conn *c, const char *name, int want)
 {
@@ -743,7 +748,7 @@ static void list_status(imap_conn *c, const char *name, int want)
         return;   /* RFC 5819: skip, the LIST line already went out */
     }
     st_box_refresh(box);
-    uint32_t msgs = 0, recent = 0, unseen = 0;
+    uint32_t msgs = 0, recent = 0, unseen = 0, deleted = 0;
     uint64_t size = 0;
     for (uint32_t i = 0; i < box->count; i++) {
         const st_msg *m = &box->msg[i];
@@ -751,6 +756,7 @@ static void list_status(imap_conn *c, const char *name, int want)
             msgs++;
             recent += m->uid >= box->recent_uid;
             unseen += !(m->flags & ST_F_SEEN);
+            deleted += (m->flags & ST_F_DELETED) != 0;
             size += m->size;
         }
     }
@@ -783,9 +789,34 @@ static void list_status(imap_conn *c, const char *name, int want)
     }
     if (want & LS_SIZE) {
         out_printf(c, "%sSIZE %llu", sp, (unsigned long long)size);
+        sp = " ";
+    }
+    if (want & LS_DELETED) {
+        out_printf(c, "%sDELETED %u", sp, deleted);
     }
     out_puts(c, ")\r\n");
     st_box_close(box);
+}
+
+struct below_ctx { const char *name; size_t len; int children; };
+
+static void below_cb(void *ctx, const char *name)
+{
+    struct below_ctx *b = ctx;
+    if (!strncmp(name, b->name, b->len) && name[b->len] == '/') {
+        b->children = 1;
+    }
+}
+
+void ext_select_list(imap_conn *c, const char *name)
+{
+    struct below_ctx b = {name, strlen(name), 0};
+    st_mailbox_list(g_srv->store, c->user, below_cb, &b);
+    const char *su = ext_special_use(name);
+    out_printf(c, "* LIST (%s%s%s) \"/\" ", b.children ? "\\HasChildren" : "\\HasNoChildren", su ? " " : "",
+               su ? su : "");
+    out_mailbox(c, name);
+    out_puts(c, "\r\n");
 }
 
 void ext_list(imap_conn *c, args *a)
@@ -842,11 +873,14 @@ void ext_list(imap_conn *c, args *a)
             } else if (!ascii_casecmp(s, "STATUS") && arg_lparen(a) == 0) {
                 ret |= RET_STATUS;
                 while (arg_atom(a, &s, &n) == 0) {
-                    int b = !ascii_casecmp(s, "MESSAGES") ? LS_MESSAGES : !ascii_casecmp(s, "RECENT") ? LS_RECENT
+                    /* As STATUS: IMAP4rev2 has DELETED and no RECENT. */
+                    int b = !ascii_casecmp(s, "MESSAGES") ? LS_MESSAGES
+                          : !ascii_casecmp(s, "RECENT") && !ext_rev2(c) ? LS_RECENT
                           : !ascii_casecmp(s, "UIDNEXT") ? LS_UIDNEXT : !ascii_casecmp(s, "UIDVALIDITY") ? LS_UIDVALIDITY
                           : !ascii_casecmp(s, "UNSEEN") ? LS_UNSEEN
                           : CONFIG_EXT_CONDSTORE && !ascii_casecmp(s, "HIGHESTMODSEQ") ? LS_HIGHESTMODSEQ
-                          : CONFIG_EXT_STATUS_SIZE && !ascii_casecmp(s, "SIZE") ? LS_SIZE : 0;
+                          : CONFIG_EXT_STATUS_SIZE && !ascii_casecmp(s, "SIZE") ? LS_SIZE
+                          : CONFIG_EXT_IMAP4REV2 && !ascii_casecmp(s, "DELETED") ? LS_DELETED : 0;
                     if (!b) {
                         bad = "Unknown STATUS item";
                     }

@@ -14,8 +14,16 @@ enum {
     EXT_CONDSTORE = 1,   /* ENABLE CONDSTORE or a CONDSTORE-enabling command */
     EXT_QRESYNC = 2,     /* ENABLE QRESYNC: VANISHED instead of EXPUNGE */
     EXT_UTF8 = 4,        /* ENABLE UTF8=ACCEPT: UTF-8 mailbox names */
-    EXT_REV2 = 8,        /* ENABLE IMAP4rev2: ESEARCH answers, no RECENT */
+    EXT_REV2 = 8,        /* ENABLE IMAP4rev2: RFC 9051's responses (see
+                            ext_rev2() and the callers of it) */
 };
+
+/* Whether c has enabled IMAP4rev2 (RFC 9051): no \Recent anywhere, UTF-8
+ * mailbox names, ESEARCH answers, a LIST in SELECT's answer. */
+#define ext_rev2(c) (CONFIG_EXT_IMAP4REV2 && ((c)->ext_on & EXT_REV2))
+/* Whether mailbox names travel as UTF-8 on c (UTF8=ACCEPT or IMAP4rev2);
+ * otherwise as modified UTF-7 (names.c). */
+int mailbox_utf8_names(const imap_conn *c);
 
 /* The largest message APPEND takes: APPENDLIMIT (RFC 7889). */
 #define EXT_APPENDLIMIT ((uint64_t)CONFIG_LITERAL_MAX)
@@ -28,6 +36,9 @@ void cmd_getquotaroot(imap_conn *c, args *a);
 void cmd_setquota(imap_conn *c, args *a);
 /* LIST, plain or extended (RFC 5258). */
 void ext_list(imap_conn *c, args *a);
+/* IMAP4rev2 SELECT/EXAMINE: the "* LIST" of the mailbox selected, with
+ * its attributes (RFC 9051 6.3.2). */
+void ext_select_list(imap_conn *c, const char *name);
 
 /* A message set that may be "$" (SEARCHRES): the saved result, as UIDs
  * or as this session's sequence numbers. 0 or -1 (invalid set). A "$" set

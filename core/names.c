@@ -296,12 +296,19 @@ char *mailbox_mutf7_to_utf8(const char *s)
     return o.p;
 }
 
+int mailbox_utf8_names(const imap_conn *c)
+{
+    /* RFC 9051 5.1: an IMAP4rev2 session names mailboxes in UTF-8, as
+     * UTF8=ACCEPT (RFC 6855 3) does; modified UTF-7 is IMAP4rev1's. */
+    return (CONFIG_EXT_UTF8_ACCEPT && (c->ext_on & EXT_UTF8)) || (CONFIG_EXT_IMAP4REV2 && (c->ext_on & EXT_REV2));
+}
+
 char *mailbox_name_in(imap_conn *c, const char *s, uint32_t len, const char **why)
 {
     if (len == 5 && ascii_ncasecmp(s, "INBOX", 5) == 0) {
         return xstrdup("INBOX");
     }
-    if (CONFIG_EXT_UTF8_ACCEPT && (c->ext_on & EXT_UTF8)) {
+    if (mailbox_utf8_names(c)) {
         char *m = mailbox_utf8_to_mutf7(s, len);
         if (!m) {
             *why = "Mailbox name is not valid UTF-8";

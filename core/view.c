@@ -255,7 +255,9 @@ void view_out_flags(imap_sess *s, uint32_t idx)
             first = 0;
         }
     }
-    if (view_is_recent(s, idx)) {
+    /* RFC 9051 2.3.2: \Recent is deprecated; an IMAP4rev2 session never
+     * sees it (nor the RECENT response, view_notify). */
+    if (!ext_rev2(c) && view_is_recent(s, idx)) {
         out_puts(c, first ? "\\Recent" : " \\Recent");
         first = 0;
     }

@@ -88,6 +88,7 @@ class Raw:
         self.transcript = []         # (direction, bytes) for failure messages
         self.greeting = None
         self.eof = False
+        self.utf8_names = False      # set after ENABLE IMAP4rev2 / UTF8=ACCEPT
         if greeting:
             self.greeting = self.read_response(greeting=True)
 
@@ -127,7 +128,7 @@ class Raw:
                 data, self.buf = self.buf[:n], self.buf[n:]
                 self.transcript.append(("S", data[:300]))
                 try:
-                    return imapsyntax.Parser(data).response(greeting=greeting)
+                    return imapsyntax.Parser(data, utf8_names=getattr(self, "utf8_names", False)).response(greeting=greeting)
                 except imapsyntax.ImapSyntaxError as e:
                     raise imapsyntax.ImapSyntaxError(
                         "%s\ntranscript:\n%s" % (e, self.dump())) from None

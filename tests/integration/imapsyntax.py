@@ -39,7 +39,8 @@ LIST_OFLAGS = {"\\NOINFERIORS", "\\HASCHILDREN", "\\HASNOCHILDREN",
                "\\SENT", "\\TRASH"}
 LIST_SFLAGS = {"\\NOSELECT", "\\MARKED", "\\UNMARKED"}
 STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
-               "HIGHESTMODSEQ", "SIZE", "APPENDLIMIT"}   # RFC 7162, 8438, 7889
+               "HIGHESTMODSEQ", "SIZE", "APPENDLIMIT",   # RFC 7162, 8438, 7889
+               "DELETED"}                                # RFC 9051
 
 ATOM_SPECIALS = set(b'(){ %*"\\]')
 
@@ -81,9 +82,12 @@ class Response:
 
 
 class Parser:
-    def __init__(self, data, pos=0):
+    def __init__(self, data, pos=0, utf8_names=False):
         self.b = bytes(data)
         self.pos = pos
+        # After ENABLE IMAP4rev2 or UTF8=ACCEPT mailbox names are UTF-8
+        # (RFC 9051 5.1, RFC 6855 3) instead of modified UTF-7.
+        self.utf8_names = utf8_names
 
     # ---- low level ----
     def fail(self, what):
@@ -177,6 +181,19 @@ class Parser:
         data = self.b[self.pos:self.pos + n]
         if b"\x00" in data:
             self.fail("CHAR8 (NUL in literal)")
+        self.pos += n
+        return data
+
+    def literal8(self):
+        """literal8 = "~{" number64 "}" CRLF *OCTET (RFC 3516, 9051): the
+        only string that may carry NUL."""
+        self.lit(b"~{")
+        n = self.number64()
+        self.lit(b"}")
+        self.crlf()
+        if self.pos + n > len(self.b):
+            self.fail("%d literal8 bytes (only %d left)" % (n, len(self.b) - self.pos))
+        data = self.b[self.pos:self.pos + n]
         self.pos += n
         return data
 
@@ -563,6 +580,22 @@ class Parser:
                 self.body(ext=(name == "BODYSTRUCTURE"))   # strict check
                 self.pos = start
                 val = self.sexp()                           # the value
+            elif name in ("BINARY", "BINARY.SIZE") and self.peek() == b"[":
+                # RFC 3516 / RFC 9051: section-binary = "[" [section-part] "]"
+                m = re.compile(rb"\[([1-9][0-9]*(\.[1-9][0-9]*)*)?\]").match(self.b, self.pos)
+                if not m:
+                    self.fail("section-binary")
+                self.pos = m.end()
+                name += m.group().decode()
+                if name.startswith("BINARY.SIZE"):
+                    self.sp()
+                    val = self.number()
+                else:
+                    if self.try_lit(b"<"):
+                        name += "<%d>" % self.number()
+                        self.lit(b">")
+                    self.sp()
+                    val = self.literal8() if self.peek() == b"~" else self.nstring()
             elif name == "BODY" and self.peek() == b"[":
                 name = "BODY[" + self.section() + "]"
                 if self.try_lit(b"<"):
@@ -625,9 +658,9 @@ class Parser:
     def mailbox(self):
         name = self.astring()
         try:
-            s = name.decode("ascii")
+            s = name.decode("utf-8" if self.utf8_names else "ascii")
         except UnicodeDecodeError:
-            self.fail("7-bit mailbox name (modified UTF-7)")
+            self.fail("UTF-8 mailbox name" if self.utf8_names else "7-bit mailbox name (modified UTF-7)")
         if s.upper() == "INBOX":
             return "INBOX"
         return s
@@ -861,7 +894,7 @@ def response_length(buf):
         nl = buf.find(b"\n", pos)
         if nl < 0:
             return None
-        m = re.search(rb"\{([0-9]+)\}\r\n$", buf[pos:nl + 1])
+        m = re.search(rb"~?\{([0-9]+)\}\r\n$", buf[pos:nl + 1])
         if not m:
             return nl + 1
         n = int(m.group(1))

@@ -256,6 +256,7 @@ def raw_from(s, source):
     so.connect((s.host, s.port))
     r = Raw.__new__(Raw)
     r.sock, r.buf, r.ntag, r.transcript, r.eof = so, b"", 0, [], False
+    r.utf8_names = False
     r.greeting = r.read_response(greeting=True)
     s.raws.append(r)
     return r
