@@ -9,11 +9,17 @@
  *
  * Sections are byte ranges of the message found in its MIME tree (mime.h),
  * parsed once and cached; only HEADER.FIELDS(.NOT) is filtered, in one
- * streaming pass over the header's range.
+ * streaming pass over the header's range. A range is read from the tree's
+ * seek point nearest before it, not from the message start, so a partial
+ * FETCH from the middle of a 50 MB part reads at most MIME_SEEK_EVERY
+ * bytes it does not send. The full tree of a big message that no cache
+ * holds is parsed before its response starts, MIME_BG_SLICE bytes per
+ * loop turn (c->wake_at), so other clients are served meanwhile.
  */
 #include "cmd.h"
 #include "mime.h"
 #include "ext.h"
+#include "binary.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +37,8 @@ enum {
     FI_FLAGS = 1, FI_UID, FI_IDATE, FI_SIZE, FI_BODY,
     FI_ENVELOPE, FI_BODYSTRUCTURE, FI_BODYNX,
     FI_MODSEQ,          /* RFC 7162 */
+    FI_BINARY,          /* RFC 3516 BINARY[] / BINARY.PEEK[] */
+    FI_BINSIZE,         /* RFC 3516 BINARY.SIZE[] */
 };
 enum {
     SEC_ALL = 0, SEC_HEADER, SEC_TEXT, SEC_FIELDS, SEC_FIELDS_NOT, SEC_MIME,
@@ -49,6 +57,19 @@ typedef struct fitem {
     char    *label;     /* response item name, e.g. "BODY[HEADER]" */
 } fitem;
 
+/* A BINARY[] being streamed (bin_start, bin_pump): `hdr` first, then the
+ * encoded range of the reader decoded slice by slice. */
+typedef struct fetch_bin {
+    int      on;            /* j->rd serves this, not a BODY[] range */
+    bin_dec  dec;
+    dbuf     hdr;           /* BINARY[] of a message with an encoded body:
+                               its header, Content-Transfer-Encoding fixed */
+    size_t   hdr_pos;       /* bytes of hdr already passed on */
+    uint64_t raw_skip;      /* reader bytes before the encoded range */
+    uint64_t raw_left;      /* encoded bytes still to read */
+    uint64_t skip, left;    /* decoded bytes to drop (partial), then send */
+} fetch_bin;
+
 typedef struct fetch_job {
     int       uid;          /* UID FETCH */
     fitem    *items;
@@ -66,6 +87,14 @@ typedef struct fetch_job {
     uint64_t  skip, left;   /* bytes to skip, then to send */
     mime_tree tree;         /* MIME tree of the current message */
     int       tree_kind;    /* 0 none, 1 header only, 2 full */
+    uint32_t  tree_uid;     /* the message tree belongs to */
+    int       needs_full;   /* some item needs the full tree */
+    mime_bg  *bg;           /* full tree being parsed a slice a turn */
+    uint32_t  bg_uid;       /* the message bg belongs to */
+    fetch_bin bin;          /* BINARY[] in progress */
+    int       unknown_cte;  /* a BINARY item met an encoding we cannot undo */
+    dbuf      render;       /* ENVELOPE/BODYSTRUCTURE text, reused from
+                               message to message (no allocation each) */
 } fetch_job;
 
 static void items_free(fitem *it, unsigned n)
@@ -92,6 +121,9 @@ void fetch_job_free(imap_conn *c)
     items_free(j->items, j->nitems);
     free(j->uids);
     mime_tree_free(&j->tree);
+    mime_bg_free(j->bg);
+    dbuf_free(&j->bin.hdr);
+    dbuf_free(&j->render);
     free(j);
     c->fetch = NULL;
 }
@@ -233,6 +265,71 @@ bad:
     return -1;
 }
 
+/* "BINARY[1.2]<0.100>", "BINARY.PEEK[...]", "BINARY.SIZE[...]" (RFC 3516
+ * 4.2; RFC 9051 section-binary): part numbers only, no HEADER/TEXT/MIME,
+ * and no partial for SIZE. 0 or -1. */
+static int parse_binary(fitem **items, unsigned *n, const char *s)
+{
+    int kind = FI_BINARY, peek = 0;
+    const char *p = s + 6;
+    if (!ascii_ncasecmp(p, ".PEEK[", 6)) {
+        peek = 1;
+        p += 5;
+    } else if (!ascii_ncasecmp(p, ".SIZE[", 6)) {
+        kind = FI_BINSIZE;
+        p += 5;
+    }
+    if (*p++ != '[') {
+        return -1;
+    }
+    fitem *it = add_item(items, n, kind);
+    if (!it) {
+        return -1;
+    }
+    it->peek = (uint8_t)(peek || kind == FI_BINSIZE);
+    dbuf lab = {0};
+    dbuf_adds(&lab, kind == FI_BINSIZE ? "BINARY.SIZE[" : "BINARY[");
+    while (*p != ']') {
+        uint32_t v;
+        size_t k = 0;
+        while (p[k] >= '0' && p[k] <= '9') {
+            k++;
+        }
+        if (parse_u32(p, k, &v) < 0 || v == 0 || it->npath >= PATH_MAX_PARTS) {
+            goto bad;
+        }
+        it->path[it->npath++] = v;
+        dbuf_printf(&lab, "%s%u", it->npath > 1 ? "." : "", v);
+        p += k;
+        if (*p == '.' && p[1] >= '0' && p[1] <= '9') {
+            p++;
+        } else if (*p != ']') {
+            goto bad;
+        }
+    }
+    dbuf_adds(&lab, "]");
+    p++;
+    if (*p == '<' && kind == FI_BINARY) {
+        const char *dot = strchr(p, '.'), *gt = strchr(p, '>');
+        if (!dot || !gt || dot > gt || gt[1] != 0 || parse_u32(p + 1, (size_t)(dot - p - 1), &it->p_off) < 0 ||
+            parse_u32(dot + 1, (size_t)(gt - dot - 1), &it->p_len) < 0 || it->p_len == 0) {
+            goto bad;
+        }
+        it->partial = 1;
+        dbuf_printf(&lab, "<%u>", it->p_off);
+    } else if (*p) {
+        goto bad;
+    }
+    if (!lab.p) {
+        return -1;
+    }
+    it->label = lab.p;
+    return 0;
+bad:
+    dbuf_free(&lab);
+    return -1;
+}
+
 static int parse_one_item(args *a, fitem **items, unsigned *n)
 {
     const char *s;
@@ -273,6 +370,9 @@ static int parse_one_item(args *a, fitem **items, unsigned *n)
         }
         it->peek = 1;
         return parse_section(a, it, s + 10, "BODY[");
+    }
+    if (CONFIG_EXT_IMAP4REV2 && !ascii_ncasecmp(s, "BINARY", 6)) {
+        return parse_binary(items, n, s);
     }
     return -1;
 }
@@ -338,12 +438,13 @@ static int need_tree(imap_sess *s, uint32_t idx, fetch_job *j, int full)
         return rc;
     }
     j->tree_kind = j->tree.header_only ? 1 : 2;
+    j->tree_uid = s->box->msg[idx].uid;
     return 0;
 }
 
-/* Skip n wire bytes of a reader. The store has no wire-offset seek yet
- * (LF on disk, CRLF on the wire), so this reads; see the report in
- * mime.h's cache notes for what the store would need. */
+/* Skip n wire bytes of a reader by reading them (LF on disk, CRLF on the
+ * wire: offsets differ, so only a seek point says where a wire offset is
+ * on disk; reader_at() gets close with one first). */
 static int reader_skip(st_reader *rd, uint64_t n)
 {
     char buf[SLICE];
@@ -357,16 +458,40 @@ static int reader_skip(st_reader *rd, uint64_t n)
     return 0;
 }
 
-/* HEADER.FIELDS(.NOT): the matching fields of the header at [off, off+len)
- * with the blank line, in one streaming pass. */
-static int filter_fields(imap_sess *s, uint32_t idx, const fitem *it, uint32_t off, uint32_t len, dbuf *out)
+/* Open a reader on message idx for wire offset `at`: started at the seek
+ * point of tree t (may be NULL) nearest before it, so only the bytes from
+ * there (at most MIME_SEEK_EVERY of disk) are read and skipped; *skip
+ * gets their count. */
+static int reader_at(imap_sess *s, uint32_t idx, const mime_tree *t, uint64_t at, st_reader *rd,
+                     uint64_t *skip)
 {
-    st_reader rd;
-    int rc = st_reader_open(&rd, s->box, idx);
+    int rc = st_reader_open(rd, s->box, idx);
     if (rc < 0) {
         return rc;
     }
-    if ((rc = reader_skip(&rd, off)) < 0) {
+    *skip = at;
+    if (t && t->nseek && at <= UINT32_MAX) {
+        st_seekpt pt;
+        mime_seek_point(t, (uint32_t)at, &pt);
+        if (pt.wire > 0 && st_reader_seek(rd, &pt) == 0) {
+            *skip = at - pt.wire;
+        }
+    }
+    return 0;
+}
+
+/* HEADER.FIELDS(.NOT): the matching fields of the header at [off, off+len)
+ * with the blank line, in one streaming pass. */
+static int filter_fields(imap_sess *s, uint32_t idx, const mime_tree *t, const fitem *it, uint32_t off,
+                         uint32_t len, dbuf *out)
+{
+    st_reader rd;
+    uint64_t skip;
+    int rc = reader_at(s, idx, t, off, &rd, &skip);
+    if (rc < 0) {
+        return rc;
+    }
+    if ((rc = reader_skip(&rd, skip)) < 0) {
         st_reader_close(&rd);
         return rc;
     }
@@ -448,10 +573,264 @@ static void out_partial_mem(imap_conn *c, const fitem *it, const char *p, size_t
     out_write(c, p + off, len);
 }
 
+/* ---- BINARY[] (RFC 3516; RFC 9051 6.4.5) ---- */
+
+/* Bytes read from the store per decoding step. */
+#define BIN_IN 8192
+
+/* What BINARY[path] of a message is: a header to send first (hlen; only
+ * for BINARY[] of a message whose own body is encoded), then the range
+ * [off, off+len) of the message decoded as `enc`. */
+typedef struct bin_sect {
+    uint32_t hoff, hlen;
+    uint32_t off, len;
+    int      enc;           /* BIN_* */
+} bin_sect;
+
+static int bin_part_enc(const mime_tree *t, uint32_t p)
+{
+    if (t->part[p].flags & (MIME_PF_MULTIPART | MIME_PF_RFC822)) {
+        return BIN_IDENT;   /* RFC 2045 6.4: composites are never encoded */
+    }
+    size_t n;
+    const char *e = mime_get(t, p, MIME_S_ENC, &n);
+    return bin_cte(e, e ? n : 0);
+}
+
+/* 0, 1 if the part does not exist, or an ST_E* error. */
+static int bin_resolve(imap_sess *s, uint32_t idx, fetch_job *j, const fitem *it, bin_sect *b)
+{
+    int rc = need_tree(s, idx, j, 1);
+    if (rc < 0) {
+        return rc;
+    }
+    const mime_tree *t = &j->tree;
+    memset(b, 0, sizeof *b);
+    if (it->npath == 0) {
+        /* The whole message: its header as it is unless the body under it
+         * is decoded, and then without the field that says it is not. */
+        const mime_part *r = &t->part[0];
+        b->len = s->box->msg[idx].size;
+        b->enc = bin_part_enc(t, 0);
+        if (b->enc == BIN_BASE64 || b->enc == BIN_QP) {
+            b->hoff = r->hdr_off;
+            b->hlen = r->hdr_len;
+            b->off = r->body_off;
+            b->len = r->body_len;
+        }
+        return 0;
+    }
+    if (mime_section_range(t, it->path, it->npath, MIME_SEC_ALL, &b->off, &b->len) < 0) {
+        return 1;
+    }
+    /* The part whose body that is: the outermost one (a message/rfc822
+     * part's body is also its child message's header and body). */
+    b->enc = BIN_IDENT;
+    for (uint32_t p = 0; p < t->nparts; p++) {
+        if (t->part[p].body_off == b->off && t->part[p].body_len == b->len) {
+            b->enc = bin_part_enc(t, p);
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Before "* n FETCH (": -1 if a BINARY item of message idx asks for an
+ * encoding we cannot undo. */
+static int bin_check(imap_sess *s, uint32_t idx, fetch_job *j)
+{
+    for (unsigned k = 0; k < j->nitems; k++) {
+        bin_sect b;
+        if ((j->items[k].kind == FI_BINARY || j->items[k].kind == FI_BINSIZE) &&
+            bin_resolve(s, idx, j, &j->items[k], &b) == 0 && b.enc == BIN_UNKNOWN) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The decoded size of the section (after `hdr`) and whether it holds a
+ * NUL, which only a literal8 may carry. Reads the encoded range once; the
+ * client is told the size before the first byte, so there is no other
+ * way short of holding the decoded part in memory. */
+static int bin_measure(imap_sess *s, uint32_t idx, const mime_tree *t, const bin_sect *b, const dbuf *hdr,
+                       uint64_t *size, int *nul)
+{
+    *size = hdr->len;
+    *nul = hdr->len && memchr(hdr->p, 0, hdr->len) != NULL;
+    if (b->len == 0) {
+        return 0;
+    }
+    st_reader rd;
+    uint64_t skip;
+    int rc = reader_at(s, idx, t, b->off, &rd, &skip);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = reader_skip(&rd, skip);
+    bin_dec d;
+    bin_init(&d, b->enc);
+    char in[BIN_IN], out[BIN_IN + BIN_SLACK];
+    for (uint64_t left = b->len; rc == 0 && left > 0;) {
+        long k = st_reader_read(&rd, in, left < sizeof in ? (size_t)left : sizeof in);
+        if (k <= 0) {
+            rc = k < 0 ? (int)k : ST_EIO;
+            break;
+        }
+        left -= (uint64_t)k;
+        size_t o = bin_decode(&d, in, (size_t)k, out);
+        if (left == 0) {
+            o += bin_finish(&d, out + o);
+        }
+        *size += o;
+        *nul |= o && memchr(out, 0, o) != NULL;
+    }
+    st_reader_close(&rd);
+    return rc;
+}
+
+/* Write a BINARY item of message idx. 1: a literal is being streamed by
+ * bin_pump (the item is not done yet); 0: the item is written. */
+static int bin_start(imap_conn *c, fetch_job *j, imap_sess *s, uint32_t idx, const fitem *it)
+{
+    bin_sect b;
+    dbuf hdr = {0};
+    uint64_t size = 0;
+    int nul = 0;
+    int rc = bin_resolve(s, idx, j, it, &b);
+    if (rc == 0 && b.enc == BIN_UNKNOWN) {
+        j->unknown_cte = 1;     /* bin_check passed it: changed under us */
+        rc = 1;
+    }
+    if (rc == 0 && b.hlen) {
+        static char cte[] = "Content-Transfer-Encoding";
+        char *names[1] = {cte};
+        fitem f = {.sect = SEC_FIELDS_NOT, .fields = names, .nfields = 1};
+        rc = filter_fields(s, idx, &j->tree, &f, b.hoff, b.hlen, &hdr);
+        if (rc == 0 && hdr.len >= 2) {
+            hdr.len -= 2;   /* before the blank line: say what it is now */
+            dbuf_adds(&hdr, "Content-Transfer-Encoding: binary\r\n\r\n");
+        }
+    }
+    if (rc == 0) {
+        rc = bin_measure(s, idx, &j->tree, &b, &hdr, &size, &nul);
+    }
+    if (rc < 0) {
+        j->err = rc;
+    }
+    if (it->kind == FI_BINSIZE) {
+        /* No such part has nothing in it. */
+        out_printf(c, "%s %llu", it->label, rc == 0 ? (unsigned long long)size : 0ULL);
+        dbuf_free(&hdr);
+        return 0;
+    }
+    if (rc != 0) {
+        out_printf(c, "%s NIL", it->label);
+        dbuf_free(&hdr);
+        return 0;
+    }
+    uint64_t off = 0, len = size;
+    if (it->partial) {
+        off = it->p_off < size ? it->p_off : size;
+        len = size - off < it->p_len ? size - off : it->p_len;
+    }
+    /* RFC 3516 4.2: a literal8 only when there is a NUL to carry. */
+    out_printf(c, "%s %s{%llu}\r\n", it->label, nul ? "~" : "", (unsigned long long)len);
+    uint64_t skip = 0;
+    if (len > 0 && (rc = reader_at(s, idx, &j->tree, b.off, &j->rd, &skip)) < 0) {
+        j->err = rc;
+        char sp[256];
+        memset(sp, ' ', sizeof sp);
+        for (uint64_t left = len; left > 0;) {
+            size_t k = left < sizeof sp ? (size_t)left : sizeof sp;
+            out_write(c, sp, k);
+            left -= k;
+        }
+    }
+    if (len == 0 || rc < 0) {
+        dbuf_free(&hdr);
+        return 0;
+    }
+    fetch_bin *fb = &j->bin;
+    dbuf_free(&fb->hdr);
+    memset(fb, 0, sizeof *fb);
+    fb->on = 1;
+    bin_init(&fb->dec, b.enc);
+    fb->hdr = hdr;
+    fb->raw_skip = skip;
+    fb->raw_left = b.len;
+    fb->skip = off;
+    fb->left = len;
+    j->rd_open = 1;
+    return 1;
+}
+
+/* Go on with the BINARY[] literal bin_start began: 1 when it is complete
+ * (reader closed), 0 when the output is full. */
+static int bin_pump(imap_conn *c, fetch_job *j)
+{
+    fetch_bin *b = &j->bin;
+    char in[BIN_IN], out[BIN_IN + BIN_SLACK];
+    while (b->left > 0 && !out_full(c)) {
+        const char *p = out;
+        size_t k;
+        if (b->hdr_pos < b->hdr.len) {
+            p = b->hdr.p + b->hdr_pos;
+            k = b->hdr.len - b->hdr_pos;
+            b->hdr_pos += k;
+        } else {
+            size_t want = sizeof in;
+            uint64_t rem = b->raw_skip ? b->raw_skip : b->raw_left;
+            if (want > rem) {
+                want = (size_t)rem;
+            }
+            long n = want ? st_reader_read(&j->rd, in, want) : 0;
+            if (n <= 0) {
+                /* The store failed or shrank under us: keep the literal's
+                 * promise; the tagged reply says NO. */
+                j->err = n < 0 ? (int)n : ST_EIO;
+                memset(in, ' ', sizeof in);
+                while (b->left > 0) {
+                    k = b->left < sizeof in ? (size_t)b->left : sizeof in;
+                    out_write(c, in, k);
+                    b->left -= k;
+                }
+                break;
+            }
+            if (b->raw_skip) {
+                b->raw_skip -= (uint64_t)n;
+                continue;
+            }
+            b->raw_left -= (uint64_t)n;
+            k = bin_decode(&b->dec, in, (size_t)n, out);
+            if (b->raw_left == 0) {
+                k += bin_finish(&b->dec, out + k);
+            }
+        }
+        size_t drop = b->skip < k ? (size_t)b->skip : k;
+        b->skip -= drop;
+        p += drop;
+        k -= drop;
+        if (k > b->left) {
+            k = (size_t)b->left;
+        }
+        out_write(c, p, k);
+        b->left -= k;
+    }
+    if (b->left > 0) {
+        return 0;
+    }
+    st_reader_close(&j->rd);
+    j->rd_open = 0;
+    b->on = 0;
+    dbuf_free(&b->hdr);
+    return 1;
+}
+
 static void fetch_reply(imap_conn *c, fetch_job *j)
 {
     int uid = j->uid;
-    int err = j->err, skipped = j->skipped;
+    int err = j->err, skipped = j->skipped, unknown_cte = j->unknown_cte;
     imap_sess *s = c->sess;
     if (s) {
         int rc = conn_commit(c, s->box, "FETCH");
@@ -467,6 +846,8 @@ static void fetch_reply(imap_conn *c, fetch_job *j)
     }
     if (err < 0) {
         reply_st_err(c, err, "FETCH");
+    } else if (unknown_cte) {
+        reply(c, "NO", "[UNKNOWN-CTE] Cannot decode a Content-Transfer-Encoding for BINARY");
     } else if (skipped) {
         reply(c, "NO", "[EXPUNGEISSUED] Some messages were expunged");
     } else {
@@ -505,6 +886,12 @@ static int fetch_step(imap_conn *c)
             continue;
         }
         uint32_t idx = (uint32_t)li;
+        if (j->rd_open && j->bin.on) {
+            if (!bin_pump(c, j)) {
+                return 0;
+            }
+            j->item++;
+        }
         /* Streaming a body? */
         if (j->rd_open) {
             while (j->left > 0 && !out_full(c)) {
@@ -546,16 +933,55 @@ static int fetch_step(imap_conn *c)
             j->item++;
         }
         st_msg *m = &s->box->msg[idx];
+        if (j->bg && j->bg_uid != m->uid) {
+            mime_bg_free(j->bg);    /* its message went away meanwhile */
+            j->bg = NULL;
+        }
+        if (!j->started && j->needs_full && (j->tree_kind < 2 || j->tree_uid != m->uid)) {
+            /* The full tree before the response starts: a big unparsed
+             * message is read a slice per loop turn (c->wake_at brings us
+             * back next turn), so other clients are served meanwhile. A
+             * failure here is met again, and reported, by need_tree(). */
+            int rc = 0;
+            if (!j->bg) {
+                mime_tree_free(&j->tree);
+                j->tree_kind = 0;
+                rc = mime_tree_begin(s->box, idx, &j->bg, &j->tree);
+                j->bg_uid = m->uid;
+            }
+            if (j->bg) {
+                rc = mime_bg_step(j->bg, &j->tree);
+                if (rc == 0) {
+                    c->wake_at = port_now_ms();
+                    return 0;
+                }
+                j->bg = NULL;   /* freed by the last step */
+            }
+            if (rc == 1) {
+                j->tree_kind = 2;
+                j->tree_uid = m->uid;
+            }
+        }
         if (!j->started) {
             j->started = 1;
-            mime_tree_free(&j->tree);
-            j->tree_kind = 0;
+            if (j->tree_uid != m->uid) {
+                mime_tree_free(&j->tree);
+                j->tree_kind = 0;
+            }
             j->add_flags = 0;
+            if (bin_check(s, idx, j) < 0) {
+                /* RFC 3516 4.2: NO [UNKNOWN-CTE], and nothing of this
+                 * message (not even \Seen). */
+                j->unknown_cte = 1;
+                j->started = 0;
+                j->cur++;
+                continue;
+            }
             out_printf(c, "* %u FETCH (", view_idx2seq(s, idx));
             int has_flags = 0, sets_seen = 0;
             for (unsigned k = 0; k < j->nitems; k++) {
                 has_flags |= j->items[k].kind == FI_FLAGS;
-                sets_seen |= j->items[k].kind == FI_BODY && !j->items[k].peek;
+                sets_seen |= (j->items[k].kind == FI_BODY || j->items[k].kind == FI_BINARY) && !j->items[k].peek;
             }
             if (sets_seen && !s->readonly && !(m->flags & ST_F_SEEN)) {
                 int rc = st_set_flags(s->box, idx, (uint8_t)(m->flags | ST_F_SEEN), m->kw);
@@ -601,6 +1027,12 @@ static int fetch_step(imap_conn *c)
             case FI_SIZE:
                 out_printf(c, "RFC822.SIZE %u", m->size);
                 break;
+            case FI_BINARY:
+            case FI_BINSIZE:
+                if (bin_start(c, j, s, idx, it)) {
+                    goto next_round;   /* streams; item++ when done */
+                }
+                break;
             case FI_MODSEQ:
                 out_printf(c, "MODSEQ (%llu)", (unsigned long long)ext_modseq(m->modseq));
                 break;
@@ -617,14 +1049,17 @@ static int fetch_step(imap_conn *c)
                                                         : "(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)");
                     break;
                 }
-                dbuf o = {0};
+                dbuf *o = &j->render;
+                dbuf_reset(o);
                 if (it->kind == FI_ENVELOPE) {
-                    mime_out_envelope(&o, &j->tree, 0);
+                    mime_out_envelope(o, &j->tree, 0);
                 } else {
-                    mime_out_body(&o, &j->tree, 0, it->kind == FI_BODYSTRUCTURE);
+                    mime_out_body(o, &j->tree, 0, it->kind == FI_BODYSTRUCTURE);
                 }
-                out_write(c, o.p, o.len);
-                dbuf_free(&o);
+                out_write(c, o->p, o->len);
+                if (o->cap > (16u << 10)) {
+                    dbuf_free(o);   /* a huge one is not kept for the rest */
+                }
                 break;
             }
             case FI_BODY: {
@@ -649,7 +1084,7 @@ static int fetch_step(imap_conn *c)
                 }
                 if (it->sect == SEC_FIELDS || it->sect == SEC_FIELDS_NOT) {
                     dbuf f = {0};
-                    int rc = filter_fields(s, idx, it, start, total, &f);
+                    int rc = filter_fields(s, idx, j->tree_kind ? &j->tree : NULL, it, start, total, &f);
                     if (rc < 0) {
                         j->err = rc;
                     }
@@ -667,7 +1102,16 @@ static int fetch_step(imap_conn *c)
                 if (len == 0) {
                     break;
                 }
-                int rc = st_reader_open(&j->rd, s->box, idx);
+                if (start + off >= mime_seek_every && j->tree_kind < 2) {
+                    /* Far into the message: the full tree has seek points
+                     * (parsed once, then cached), so this and every later
+                     * partial of the message starts near its origin
+                     * instead of reading everything before it. Without
+                     * it the bytes are simply read and skipped. */
+                    need_tree(s, idx, j, 1);
+                }
+                uint64_t skip = 0;
+                int rc = reader_at(s, idx, j->tree_kind ? &j->tree : NULL, start + off, &j->rd, &skip);
                 if (rc < 0) {
                     j->err = rc;
                     j->rd_open = 0;
@@ -681,7 +1125,7 @@ static int fetch_step(imap_conn *c)
                     break;
                 }
                 j->rd_open = 1;
-                j->skip = start + off;
+                j->skip = skip;
                 j->left = len;
                 /* Continue streaming in the outer loop; item++ happens
                  * when the body is done. */
@@ -757,7 +1201,10 @@ void cmd_fetch(imap_conn *c, args *a, int uid)
         r = -1;
     }
     for (unsigned k = 0; r == 0 && k < j->nitems; k++) {
-        j->has_modseq |= j->items[k].kind == FI_MODSEQ;
+        const fitem *it = &j->items[k];
+        j->has_modseq |= it->kind == FI_MODSEQ;
+        j->needs_full |= it->kind == FI_BODYSTRUCTURE || it->kind == FI_BODYNX ||
+                         (it->kind == FI_BODY && (it->npath > 0 || (it->partial && it->p_off >= mime_seek_every)));
     }
     if (r == 0 && changedsince && !j->has_modseq) {
         /* CHANGEDSINCE implies MODSEQ (RFC 7162 3.1.4.1). */

@@ -684,10 +684,51 @@ void mime_parser_free(mime_parser *p)
     free(p);
 }
 
+/* Body lines that cannot be a boundary (no multipart is open, or they do
+ * not start with '-') change nothing but the counts: take whole ones from
+ * buf[i..n) in one sweep, without line_done. Most of a message is such
+ * lines (base64 attachments are 78-byte lines). Returns the bytes taken. */
+static size_t body_sweep(mime_parser *p, const char *buf, size_t i, size_t n)
+{
+    const char *s = buf + i, *e = buf + n, *last = NULL, *last_lf = NULL;
+    uint32_t lines = 0;
+    while (s < e && !(p->nmp && *s == '-')) {
+        const char *lf = memchr(s, '\n', (size_t)(e - s));
+        if (!lf) {
+            break;
+        }
+        last = s;
+        last_lf = lf;
+        lines++;
+        s = lf + 1;
+    }
+    if (!lines) {
+        return 0;
+    }
+    /* The state line_done leaves after the last of them. */
+    uint32_t clen = (uint32_t)(last_lf - last);
+    if (clen > 0 && last_lf[-1] == '\r') {
+        clen--;
+    }
+    size_t took = (size_t)(s - (buf + i));
+    p->have_prev = 1;
+    p->prev_eol = p->pos + (uint32_t)(last - (buf + i)) + clen;
+    p->prev_clen = clen;
+    p->nlf += lines;
+    p->pos += (uint32_t)took;
+    return took;
+}
+
 int mime_parser_feed(mime_parser *p, const char *buf, size_t n)
 {
     size_t i = 0;
     while (i < n && !p->stopped) {
+        if (p->bol && !p->in_header) {
+            i += body_sweep(p, buf, i, n);
+            if (i == n) {
+                break;
+            }
+        }
         if (p->bol) {
             p->bol = 0;
             p->line_off = p->pos;
@@ -785,17 +826,20 @@ void mime_tree_free(mime_tree *t)
 {
     free(t->part);
     free(t->pool);
+    free(t->seek);
     memset(t, 0, sizeof *t);
 }
 
 /* -------------------------------------------------------- serialization */
 
-/* Format: "MT1", then varints: nparts, pool_len, the pool bytes, then per
- * part: hdr_off, hdr_len, body_off - (hdr_off + hdr_len), body_len, lines,
- * parent + 1 (0 = none), flags, depth implicit, a bitmap of present
- * strings, and (off, len) of each present one. Children and siblings are
- * rebuilt from the parents (parts are in document order). A plain
- * message's tree is about 30 bytes plus its envelope strings. */
+/* Format: "MT2", then varints: nparts, size, header_only, pool_len, the
+ * pool bytes, then per part: hdr_off, hdr_len, body_off - (hdr_off +
+ * hdr_len), body_len, lines, parent + 1 (0 = none), flags, depth implicit,
+ * a bitmap of present strings, and (off, len) of each present one; then
+ * nseek and per seek point (disk delta << 1 | bol, wire delta) from the
+ * previous point. Children and siblings are rebuilt from the parents
+ * (parts are in document order). A plain message's tree is about 30 bytes
+ * plus its envelope strings; seek points cost about 6 bytes each. */
 
 static void put_varint(dbuf *o, uint64_t v)
 {
@@ -808,6 +852,10 @@ static void put_varint(dbuf *o, uint64_t v)
 
 static int get_varint(const unsigned char *p, size_t n, size_t *i, uint32_t *v)
 {
+    if (*i < n && p[*i] < 0x80) {
+        *v = p[(*i)++];     /* most values are under 128: one byte */
+        return 0;
+    }
     uint64_t r = 0;
     for (int shift = 0; shift < 35; shift += 7) {
         if (*i >= n) {
@@ -829,7 +877,7 @@ static int get_varint(const unsigned char *p, size_t n, size_t *i, uint32_t *v)
 int mime_serialize(const mime_tree *t, dbuf *o)
 {
     size_t start = o->len;
-    dbuf_add(o, "MT1", 3);
+    dbuf_add(o, "MT2", 3);
     put_varint(o, t->nparts);
     put_varint(o, t->size);
     put_varint(o, (uint64_t)t->header_only);
@@ -858,6 +906,15 @@ int mime_serialize(const mime_tree *t, dbuf *o)
             }
         }
     }
+    put_varint(o, t->nseek);
+    uint32_t pd = 0, pw = 0;
+    for (uint32_t i = 0; i < t->nseek; i++) {
+        const st_seekpt *sp = &t->seek[i];
+        put_varint(o, ((uint64_t)(sp->disk - pd) << 1) | sp->bol);
+        put_varint(o, sp->wire - pw);
+        pd = sp->disk;
+        pw = sp->wire;
+    }
     /* dbuf reports allocation failure per call; check the result once. */
     return o->p && o->len > start ? 0 : -1;
 }
@@ -868,7 +925,7 @@ int mime_deserialize(const void *data, size_t n, mime_tree *t)
     size_t i = 3;
     uint32_t np, size, ho, pl;
     memset(t, 0, sizeof *t);
-    if (n < 3 || memcmp(p, "MT1", 3) || get_varint(p, n, &i, &np) < 0 || np == 0 ||
+    if (n < 3 || memcmp(p, "MT2", 3) || get_varint(p, n, &i, &np) < 0 || np == 0 ||
         np > MIME_MAX_PARTS || get_varint(p, n, &i, &size) < 0 || get_varint(p, n, &i, &ho) < 0 ||
         get_varint(p, n, &i, &pl) < 0 || pl == 0 || pl > MIME_POOL_MAX || pl > n - i) {
         return -1;
@@ -943,6 +1000,32 @@ int mime_deserialize(const void *data, size_t n, mime_tree *t)
             goto bad;
         }
     }
+    /* Seek points: strictly increasing on disk, never backwards on the
+     * wire, never past the message. */
+    uint32_t ns;
+    if (get_varint(p, n, &i, &ns) < 0 || ns > MIME_SEEK_MAX || ns > n - i) {
+        goto bad;
+    }
+    if (ns) {
+        t->seek = malloc(ns * sizeof *t->seek);
+        if (!t->seek) {
+            goto bad;
+        }
+    }
+    uint64_t pd = 0, pw = 0;
+    for (uint32_t k = 0; k < ns; k++) {
+        uint32_t dd, dw;
+        if (get_varint(p, n, &i, &dd) < 0 || get_varint(p, n, &i, &dw) < 0 || (dd >> 1) == 0 ||
+            pd + (dd >> 1) > UINT32_MAX || pw + dw > size) {
+            goto bad;
+        }
+        pd += dd >> 1;
+        pw += dw;
+        t->seek[k].disk = (uint32_t)pd;
+        t->seek[k].wire = (uint32_t)pw;
+        t->seek[k].bol = (uint8_t)(dd & 1);
+        t->nseek = k + 1;
+    }
     if (i != n) {
         goto bad;
     }
@@ -954,15 +1037,74 @@ bad:
 
 /* ------------------------------------------------------- IMAP strings */
 
+/* Renderings append a hundred small pieces per message into a buffer the
+ * caller reuses: copy in place while it has room, and leave growing (and
+ * its failure) to dbuf_add. Keeps dbuf's NUL after the bytes. */
+static inline void put_s(dbuf *o, const void *s, size_t n)
+{
+    if (o->len + n < o->cap) {
+        memcpy(o->p + o->len, s, n);
+        o->len += n;
+        o->p[o->len] = 0;
+    } else {
+        dbuf_add(o, s, n);
+    }
+}
+
+static inline void put_c(dbuf *o, char ch)
+{
+    if (o->len + 1 < o->cap) {
+        o->p[o->len++] = ch;
+        o->p[o->len] = 0;
+    } else {
+        dbuf_add(o, &ch, 1);
+    }
+}
+
 void mime_out_string(dbuf *o, const char *s, size_t n)
 {
-    dbuf_add_imap_string(o, s, n);
+    /* The same choice as dbuf_add_imap_string (quoted when short and 7-bit
+     * without NUL/CR/LF), but copying runs instead of byte by byte:
+     * BODYSTRUCTURE and ENVELOPE are mostly such strings. */
+    if (n > 255) {
+        dbuf_add_imap_string(o, s, n);   /* rare: keep the stack small */
+        return;
+    }
+    char q[255 * 2 + 2];
+    size_t k = 0;
+    q[k++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == 0 || ch == '\r' || ch == '\n' || ch >= 0x80) {
+            dbuf_add_imap_string(o, s, n);
+            return;
+        }
+        if (ch == '"' || ch == '\\') {
+            q[k++] = '\\';
+        }
+        q[k++] = (char)ch;
+    }
+    q[k++] = '"';
+    put_s(o, q, k);
+}
+
+/* " <n>" without printf's cost (BODYSTRUCTURE has a few per part). */
+static void out_sp_num(dbuf *o, uint32_t v)
+{
+    char b[12];
+    size_t k = sizeof b;
+    do {
+        b[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    b[--k] = ' ';
+    put_s(o, b + k, sizeof b - k);
 }
 
 void mime_out_nstring(dbuf *o, const char *s, size_t n)
 {
     if (!s) {
-        dbuf_add(o, "NIL", 3);
+        put_s(o, "NIL", 3);
     } else {
         mime_out_string(o, s, n);
     }
@@ -1050,15 +1192,15 @@ static void a_domain(acur *a, dbuf *out)
 
 static void out_addr(dbuf *o, const dbuf *name, const dbuf *adl, const dbuf *mbox, const dbuf *host)
 {
-    dbuf_addc(o, '(');
+    put_c(o, '(');
     mime_out_nstring(o, name && name->len ? name->p : NULL, name ? name->len : 0);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     mime_out_nstring(o, adl && adl->len ? adl->p : NULL, adl ? adl->len : 0);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     mime_out_nstring(o, mbox ? (mbox->p ? mbox->p : "") : NULL, mbox ? mbox->len : 0);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     mime_out_nstring(o, host ? (host->p ? host->p : "") : NULL, host ? host->len : 0);
-    dbuf_addc(o, ')');
+    put_c(o, ')');
 }
 
 /* One mailbox: [phrase] <[route:]local@domain> or local@domain (comment).
@@ -1164,7 +1306,7 @@ void mime_out_addresses(dbuf *o, const char *s, size_t n)
     acur a = {s, n, 0, {0}};
     size_t start = o->len;
     int any = 0;
-    dbuf_addc(o, '(');
+    put_c(o, '(');
     while (a.i < a.n) {
         a_skip(&a);
         if (a.i >= a.n) {
@@ -1245,10 +1387,10 @@ void mime_out_addresses(dbuf *o, const char *s, size_t n)
         if (o->p) {
             o->p[start] = 0;
         }
-        dbuf_add(o, "NIL", 3);
+        put_s(o, "NIL", 3);
         return;
     }
-    dbuf_addc(o, ')');
+    put_c(o, ')');
 }
 
 /* ------------------------------------------------------------- envelope */
@@ -1269,7 +1411,7 @@ static void out_addr_field(dbuf *o, const mime_tree *t, uint32_t m, int which, i
         s = mime_get(t, m, fallback, &n);
     }
     if (!s || n == 0) {
-        dbuf_add(o, "NIL", 3);
+        put_s(o, "NIL", 3);
         return;
     }
     mime_out_addresses(o, s, n);
@@ -1277,27 +1419,27 @@ static void out_addr_field(dbuf *o, const mime_tree *t, uint32_t m, int which, i
 
 void mime_out_envelope(dbuf *o, const mime_tree *t, uint32_t m)
 {
-    dbuf_addc(o, '(');
+    put_c(o, '(');
     out_field(o, t, m, MIME_S_DATE);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_field(o, t, m, MIME_S_SUBJECT);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_addr_field(o, t, m, MIME_S_FROM, -1);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_addr_field(o, t, m, MIME_S_SENDER, MIME_S_FROM);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_addr_field(o, t, m, MIME_S_REPLY_TO, MIME_S_FROM);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_addr_field(o, t, m, MIME_S_TO, -1);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_addr_field(o, t, m, MIME_S_CC, -1);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_addr_field(o, t, m, MIME_S_BCC, -1);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_field(o, t, m, MIME_S_IN_REPLY_TO);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_field(o, t, m, MIME_S_MESSAGE_ID);
-    dbuf_addc(o, ')');
+    put_c(o, ')');
 }
 
 /* -------------------------------------------------------- bodystructure */
@@ -1308,10 +1450,10 @@ static void out_params(dbuf *o, const mime_tree *t, uint32_t pi, int which)
     size_t n;
     const char *l = mime_get(t, pi, which, &n);
     if (!l || n == 0) {
-        dbuf_add(o, "NIL", 3);
+        put_s(o, "NIL", 3);
         return;
     }
-    dbuf_addc(o, '(');
+    put_c(o, '(');
     size_t i = 0;
     int first = 1;
     while (i < n) {
@@ -1322,15 +1464,15 @@ static void out_params(dbuf *o, const mime_tree *t, uint32_t pi, int which)
         }
         size_t vl = strnlen(l + vi, n - vi);
         if (!first) {
-            dbuf_addc(o, ' ');
+            put_c(o, ' ');
         }
         first = 0;
         mime_out_string(o, l + i, kl);
-        dbuf_addc(o, ' ');
+        put_c(o, ' ');
         mime_out_string(o, l + vi, vl);
         i = vi + vl + 1;
     }
-    dbuf_addc(o, ')');
+    put_c(o, ')');
 }
 
 /* body-fld-dsp SP body-fld-lang SP body-fld-loc */
@@ -1339,36 +1481,36 @@ static void out_ext_common(dbuf *o, const mime_tree *t, uint32_t pi)
     size_t n;
     const char *d = mime_get(t, pi, MIME_S_DISP, &n);
     if (d) {
-        dbuf_addc(o, '(');
+        put_c(o, '(');
         mime_out_string(o, d, n);
-        dbuf_addc(o, ' ');
+        put_c(o, ' ');
         out_params(o, t, pi, MIME_S_DISP_PARAMS);
-        dbuf_addc(o, ')');
+        put_c(o, ')');
     } else {
-        dbuf_add(o, "NIL", 3);
+        put_s(o, "NIL", 3);
     }
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     const char *l = mime_get(t, pi, MIME_S_LANG, &n);
     if (!l || n == 0) {
-        dbuf_add(o, "NIL", 3);
+        put_s(o, "NIL", 3);
     } else {
         size_t first = strnlen(l, n);
         if (first + 1 >= n) {
             mime_out_string(o, l, first);
         } else {
-            dbuf_addc(o, '(');
+            put_c(o, '(');
             for (size_t i = 0; i < n;) {
                 size_t k = strnlen(l + i, n - i);
                 if (i) {
-                    dbuf_addc(o, ' ');
+                    put_c(o, ' ');
                 }
                 mime_out_string(o, l + i, k);
                 i += k + 1;
             }
-            dbuf_addc(o, ')');
+            put_c(o, ')');
         }
     }
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_field(o, t, pi, MIME_S_LOC);
 }
 
@@ -1376,54 +1518,54 @@ static void out_body(dbuf *o, const mime_tree *t, uint32_t pi, int ext)
 {
     const mime_part *pt = &t->part[pi];
     size_t n;
-    dbuf_addc(o, '(');
+    put_c(o, '(');
     if (pt->flags & MIME_PF_MULTIPART) {
         for (uint32_t c = pt->child; c != MIME_NONE; c = t->part[c].next) {
             out_body(o, t, c, ext);
         }
-        dbuf_addc(o, ' ');
+        put_c(o, ' ');
         const char *sub = mime_get(t, pi, MIME_S_SUBTYPE, &n);
         mime_out_string(o, sub ? sub : "mixed", sub ? n : 5);
         if (ext) {
-            dbuf_addc(o, ' ');
+            put_c(o, ' ');
             out_params(o, t, pi, MIME_S_PARAMS);
-            dbuf_addc(o, ' ');
+            put_c(o, ' ');
             out_ext_common(o, t, pi);
         }
-        dbuf_addc(o, ')');
+        put_c(o, ')');
         return;
     }
     const char *ty = mime_get(t, pi, MIME_S_TYPE, &n);
     mime_out_string(o, ty ? ty : "application", ty ? n : 11);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     ty = mime_get(t, pi, MIME_S_SUBTYPE, &n);
     mime_out_string(o, ty ? ty : "octet-stream", ty ? n : 12);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_params(o, t, pi, MIME_S_PARAMS);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_field(o, t, pi, MIME_S_ID);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     out_field(o, t, pi, MIME_S_DESC);
-    dbuf_addc(o, ' ');
+    put_c(o, ' ');
     const char *enc = mime_get(t, pi, MIME_S_ENC, &n);
     mime_out_string(o, enc ? enc : "7bit", enc ? n : 4);
-    dbuf_printf(o, " %u", pt->body_len);
+    out_sp_num(o, pt->body_len);
     if ((pt->flags & MIME_PF_RFC822) && pt->child != MIME_NONE) {
-        dbuf_addc(o, ' ');
+        put_c(o, ' ');
         mime_out_envelope(o, t, pt->child);
-        dbuf_addc(o, ' ');
+        put_c(o, ' ');
         out_body(o, t, pt->child, ext);
-        dbuf_printf(o, " %u", pt->lines);
+        out_sp_num(o, pt->lines);
     } else if (pt->flags & MIME_PF_TEXT) {
-        dbuf_printf(o, " %u", pt->lines);
+        out_sp_num(o, pt->lines);
     }
     if (ext) {
-        dbuf_addc(o, ' ');
+        put_c(o, ' ');
         out_field(o, t, pi, MIME_S_MD5);
-        dbuf_addc(o, ' ');
+        put_c(o, ' ');
         out_ext_common(o, t, pi);
     }
-    dbuf_addc(o, ')');
+    put_c(o, ')');
 }
 
 void mime_out_body(dbuf *o, const mime_tree *t, uint32_t part, int extended)
@@ -1498,24 +1640,18 @@ int mime_section_range(const mime_tree *t, const uint32_t *nums, unsigned n,
 
 /* ------------------------------------------------------------- decoding */
 
-static int b64_val(int c)
+/* Sextet of each byte, -1 for bytes that are not base64 digits: the
+ * decoder looks bytes up instead of testing ranges. Filled on first use
+ * (b64_tab[0] is -1 once it is). */
+static signed char b64_tab[256];
+
+static void b64_tab_init(void)
 {
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
+    static const char dig[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    memset(b64_tab, -1, sizeof b64_tab);
+    for (int i = 0; i < 64; i++) {
+        b64_tab[(unsigned char)dig[i]] = (signed char)i;
     }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return -1;
 }
 
 static int hex_val(int c)
@@ -1532,39 +1668,10 @@ static int hex_val(int c)
 
 void mime_fold_utf8(const char *s, size_t n, dbuf *out)
 {
-    /* ASCII A-Z, and Latin-1 letters U+00C0..U+00DE (not U+00D7) whose
-     * lower case is 0x20 above, as UTF-8 C3 80..C3 9E. */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 'A' && c <= 'Z') {
-            c = (unsigned char)(c + 32);
-        } else if (i > 0 && (unsigned char)s[i - 1] == 0xC3 && c >= 0x80 && c <= 0x9E && c != 0x97) {
-            c = (unsigned char)(c + 0x20);
-        }
-        dbuf_addc(out, (char)c);
-    }
-}
-
-/* Append one decoded byte: charset conversion then folding. */
-static void emit_byte(mime_decoder *d, unsigned char c, dbuf *out)
-{
-    if (d->cs == MIME_CS_LATIN1 && c >= 0x80) {
-        unsigned char lo = (unsigned char)(0x80 | (c & 0x3f));
-        if (c >= 0xC0 && c <= 0xDE && c != 0xD7) {
-            lo = (unsigned char)(lo + 0x20);    /* folded */
-        }
-        dbuf_addc(out, (char)(0xC0 | (c >> 6)));
-        dbuf_addc(out, (char)lo);
-        d->fold_c3 = 0;
-        return;
-    }
-    if (c >= 'A' && c <= 'Z') {
-        c = (unsigned char)(c + 32);
-    } else if (d->fold_c3 && c >= 0x80 && c <= 0x9E && c != 0x97) {
-        c = (unsigned char)(c + 0x20);
-    }
-    d->fold_c3 = c == 0xC3;
-    dbuf_addc(out, (char)c);
+    /* The decoder's folding rules, with nothing to decode. */
+    mime_decoder d;
+    mime_decoder_init(&d, MIME_ENC_PLAIN, MIME_CS_UTF8);
+    mime_decode(&d, s, n, out);
 }
 
 void mime_decoder_init(mime_decoder *d, int enc, int cs)
@@ -1574,17 +1681,117 @@ void mime_decoder_init(mime_decoder *d, int enc, int cs)
     d->cs = cs;
 }
 
+/* Decoded bytes are staged in a block on the stack and handed to the dbuf
+ * a block at a time: a dbuf_addc() per byte was most of the time of SEARCH
+ * BODY/TEXT over mail whose structure was already known. */
+typedef struct dsink {
+    dbuf         *out;
+    size_t        n;            /* bytes staged in b */
+    unsigned char b[1024];
+} dsink;
+
+static void sink_flush(dsink *s)
+{
+    if (s->n) {
+        dbuf_add(s->out, s->b, s->n);
+        s->n = 0;
+    }
+}
+
+/* Append a run of decoded bytes to the sink: charset conversion to UTF-8,
+ * then folding (ASCII, and Latin-1 letters as UTF-8 C3 80..C3 9E). */
+static void emit_run(mime_decoder *d, const unsigned char *p, size_t n, dsink *s)
+{
+    int c3 = d->fold_c3, latin1 = d->cs == MIME_CS_LATIN1;
+    size_t i = 0;
+    while (i < n) {
+        if (sizeof s->b - s->n < 2) {
+            sink_flush(s);
+        }
+        /* Each input byte gives at most two: no bound check inside. */
+        size_t lim = i + (sizeof s->b - s->n) / 2;
+        if (lim > n) {
+            lim = n;
+        }
+        unsigned char *o = s->b + s->n;
+        while (i < lim) {
+            if (lim - i >= 8) {
+                /* Eight ASCII bytes at once: a byte gets 0x20 where it is
+                 * >= 'A' (+0x3f sets its top bit) but not > 'Z' (+0x25
+                 * does); no carry crosses bytes below 0x80. */
+                uint64_t x;
+                memcpy(&x, p + i, 8);
+                if (!(x & 0x8080808080808080u)) {
+                    uint64_t up = ((x + 0x3f3f3f3f3f3f3f3fu) ^ (x + 0x2525252525252525u)) & 0x8080808080808080u;
+                    x |= up >> 2;
+                    memcpy(o, &x, 8);
+                    o += 8;
+                    i += 8;
+                    c3 = 0;
+                    continue;
+                }
+            }
+            unsigned char c = p[i++];
+            if (c < 0x80) {
+                *o++ = (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+                c3 = 0;
+            } else if (latin1) {
+                unsigned char lo = (unsigned char)(0x80 | (c & 0x3f));
+                if (c >= 0xC0 && c <= 0xDE && c != 0xD7) {
+                    lo = (unsigned char)(lo + 0x20);    /* folded */
+                }
+                *o++ = (unsigned char)(0xC0 | (c >> 6));
+                *o++ = lo;
+                c3 = 0;
+            } else {
+                if (c3 && c <= 0x9E && c != 0x97) {
+                    c = (unsigned char)(c + 0x20);
+                }
+                c3 = c == 0xC3;
+                *o++ = c;
+            }
+        }
+        s->n = (size_t)(o - s->b);
+    }
+    d->fold_c3 = c3;
+}
+
 void mime_decode(mime_decoder *d, const char *src, size_t n, dbuf *out)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)src[i];
-        if (d->enc == MIME_ENC_BASE64) {
-            int v = b64_val(c);
+    dsink s;
+    s.out = out;
+    s.n = 0;
+    const unsigned char *p = (const unsigned char *)src;
+    if (d->enc == MIME_ENC_BASE64) {
+        unsigned char q[192];   /* decoded bytes, converted in runs */
+        size_t nq = 0;
+        if (b64_tab[0] == 0) {
+            b64_tab_init();
+        }
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = p[i];
+            if (nq > sizeof q - 3) {
+                emit_run(d, q, nq, &s);
+                nq = 0;
+            }
+            if (d->b64n == 0 && n - i >= 4) {
+                /* The common case, a whole group of 4 digits: one test. */
+                int a = b64_tab[c], b = b64_tab[p[i + 1]], e = b64_tab[p[i + 2]], f = b64_tab[p[i + 3]];
+                if ((a | b | e | f) >= 0) {
+                    uint32_t g = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)e << 6 | (uint32_t)f;
+                    q[nq++] = (unsigned char)(g >> 16);
+                    q[nq++] = (unsigned char)(g >> 8);
+                    q[nq++] = (unsigned char)g;
+                    i += 3;
+                    continue;
+                }
+            }
+            int v = b64_tab[c];
             if (c == '=' && d->b64n >= 2) {
                 /* Padding ends a group early: 2 sextets hold one byte, 3 two. */
-                emit_byte(d, (unsigned char)(d->b64 >> (d->b64n == 2 ? 4 : 10)), out);
+                q[nq++] = (unsigned char)(d->b64 >> (d->b64n == 2 ? 4 : 10));
                 if (d->b64n == 3) {
-                    emit_byte(d, (unsigned char)(d->b64 >> 2), out);
+                    q[nq++] = (unsigned char)(d->b64 >> 2);
                 }
                 d->b64 = 0;
                 d->b64n = 0;
@@ -1595,19 +1802,28 @@ void mime_decode(mime_decoder *d, const char *src, size_t n, dbuf *out)
             }
             d->b64 = (d->b64 << 6) | (uint32_t)v;
             if (++d->b64n == 4) {
-                emit_byte(d, (unsigned char)(d->b64 >> 16), out);
-                emit_byte(d, (unsigned char)(d->b64 >> 8), out);
-                emit_byte(d, (unsigned char)d->b64, out);
+                q[nq++] = (unsigned char)(d->b64 >> 16);
+                q[nq++] = (unsigned char)(d->b64 >> 8);
+                q[nq++] = (unsigned char)d->b64;
                 d->b64 = 0;
                 d->b64n = 0;
             }
-            continue;
         }
-        if (d->enc == MIME_ENC_QP) {
-            if (d->nqp == 0 && c != '=') {
-                emit_byte(d, c, out);
-                continue;
+        emit_run(d, q, nq, &s);
+    } else if (d->enc == MIME_ENC_QP) {
+        size_t i = 0;
+        while (i < n) {
+            if (d->nqp == 0) {
+                /* Up to the next '=' the text is literal. */
+                const unsigned char *eq = memchr(p + i, '=', n - i);
+                size_t run = eq ? (size_t)(eq - (p + i)) : n - i;
+                emit_run(d, p + i, run, &s);
+                i += run;
+                if (i == n) {
+                    break;
+                }
             }
+            unsigned char c = p[i++];
             d->qp[d->nqp++] = (char)c;
             if (d->nqp < 3) {
                 if (d->nqp == 2 && (c == '\n')) {
@@ -1620,18 +1836,20 @@ void mime_decode(mime_decoder *d, const char *src, size_t n, dbuf *out)
                 continue;           /* soft line break "=\r\n" */
             }
             int h = hex_val((unsigned char)d->qp[1]), l = hex_val((unsigned char)d->qp[2]);
+            unsigned char e[3];
             if (h >= 0 && l >= 0) {
-                emit_byte(d, (unsigned char)(h * 16 + l), out);
+                e[0] = (unsigned char)(h * 16 + l);
+                emit_run(d, e, 1, &s);
             } else {
                 /* Not an escape: keep it as it was. */
-                emit_byte(d, '=', out);
-                emit_byte(d, (unsigned char)d->qp[1], out);
-                emit_byte(d, (unsigned char)d->qp[2], out);
+                memcpy(e, d->qp, 3);
+                emit_run(d, e, 3, &s);
             }
-            continue;
         }
-        emit_byte(d, c, out);
+    } else {
+        emit_run(d, p, n, &s);
     }
+    sink_flush(&s);
 }
 
 static int charset_of(const char *cs, size_t n)
@@ -1734,17 +1952,21 @@ static size_t encoded_word(const char *s, size_t n, dbuf *out)
     if (X == 'B') {
         mime_decode(&d, s + t0, t1 - t0, out);
     } else {
+        dsink sk;
+        sk.out = out;
+        sk.n = 0;
         for (size_t k = t0; k < t1; k++) {
+            unsigned char ch = (unsigned char)s[k];
             if (s[k] == '_') {
-                emit_byte(&d, ' ', out);
+                ch = ' ';
             } else if (s[k] == '=' && k + 2 < t1 && hex_val((unsigned char)s[k + 1]) >= 0 &&
                        hex_val((unsigned char)s[k + 2]) >= 0) {
-                emit_byte(&d, (unsigned char)(hex_val((unsigned char)s[k + 1]) * 16 + hex_val((unsigned char)s[k + 2])), out);
+                ch = (unsigned char)(hex_val((unsigned char)s[k + 1]) * 16 + hex_val((unsigned char)s[k + 2]));
                 k += 2;
-            } else {
-                emit_byte(&d, (unsigned char)s[k], out);
             }
+            emit_run(&d, &ch, 1, &sk);
         }
+        sink_flush(&sk);
     }
     return t1 + 2;
 }
@@ -1755,6 +1977,9 @@ void mime_decode_header(const char *s, size_t n, dbuf *out)
      * between two encoded words is dropped (RFC 2047 6.2). */
     mime_decoder plain;
     mime_decoder_init(&plain, MIME_ENC_PLAIN, MIME_CS_UTF8);
+    dsink sk;           /* plain text between encoded words */
+    sk.out = out;
+    sk.n = 0;
     size_t i = 0;
     int after_word = 0;
     while (i < n) {
@@ -1762,7 +1987,11 @@ void mime_decode_header(const char *s, size_t n, dbuf *out)
             i++;
             continue;
         }
-        size_t k = encoded_word(s + i, n - i, out);
+        size_t k = 0;
+        if (s[i] == '=') {
+            sink_flush(&sk);    /* an encoded word appends to out itself */
+            k = encoded_word(s + i, n - i, out);
+        }
         if (k) {
             i += k;
             after_word = 1;
@@ -1782,9 +2011,10 @@ void mime_decode_header(const char *s, size_t n, dbuf *out)
             dbuf_free(&probe);
         }
         after_word = 0;
-        emit_byte(&plain, (unsigned char)s[i], out);
+        emit_run(&plain, (const unsigned char *)s + i, 1, &sk);
         i++;
     }
+    sink_flush(&sk);
 }
 
 int64_t mime_date_days(const char *s, size_t n)
@@ -1839,9 +2069,12 @@ int64_t mime_date_days(const char *s, size_t n)
 /* An LRU of serialized trees. The key names the mailbox by a hash of its
  * owner and name, plus UIDVALIDITY and UID: a message's bytes never change
  * under one (UIDVALIDITY, UID), so entries never go stale, they only age
- * out. The store could persist the same blobs (see mime_serialize). */
+ * out. A FETCH 1:* walks every message once per command, so lookups go
+ * through a chained hash table (the list alone made a lookup cost a walk
+ * of every cached tree). */
 typedef struct centry {
     struct centry *prev, *next;   /* LRU list, most recent first */
+    struct centry *hnext;         /* next in the same hash bucket */
     uint64_t  box;                /* hash of user and mailbox name */
     uint32_t  uidvalidity, uid;
     size_t    len;                /* bytes of blob */
@@ -1850,9 +2083,13 @@ typedef struct centry {
 
 static struct {
     centry  *head, *tail;
+    centry **bucket;              /* nbucket heads (NULL until first put) */
+    uint32_t nbucket;             /* a power of two, >= n where it can grow */
     uint32_t n;
     size_t   bytes;
     uint64_t hits, misses;
+    uint64_t disk_hits;           /* found in the store's cache file */
+    uint64_t parsed_at_append;    /* trees made as messages arrived */
 } cache;
 
 static uint64_t box_hash(const st_box *b)
@@ -1867,6 +2104,49 @@ static uint64_t box_hash(const st_box *b)
         h = (h ^ 0) * 1099511628211ull;
     }
     return h;
+}
+
+static uint32_t c_slot(uint64_t box, uint32_t uv, uint32_t uid)
+{
+    /* UIDs are dense: mixing them with a multiply spreads neighbours. */
+    uint64_t h = (box ^ ((uint64_t)uv << 32 | uid)) * 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(h >> 32) & (cache.nbucket - 1);
+}
+
+static void h_unlink(centry *e)
+{
+    centry **pp = &cache.bucket[c_slot(e->box, e->uidvalidity, e->uid)];
+    while (*pp && *pp != e) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp) {
+        *pp = e->hnext;
+    }
+    e->hnext = NULL;
+}
+
+static void h_link(centry *e)
+{
+    centry **pp = &cache.bucket[c_slot(e->box, e->uidvalidity, e->uid)];
+    e->hnext = *pp;
+    *pp = e;
+}
+
+/* Double the buckets once entries outnumber them; a failed allocation
+ * only makes chains longer. */
+static void h_grow(void)
+{
+    uint32_t nb = cache.nbucket ? cache.nbucket * 2 : 256;
+    centry **nbk = calloc(nb, sizeof *nbk);
+    if (!nbk) {
+        return;
+    }
+    free(cache.bucket);
+    cache.bucket = nbk;
+    cache.nbucket = nb;
+    for (centry *e = cache.head; e; e = e->next) {
+        h_link(e);
+    }
 }
 
 static void c_unlink(centry *e)
@@ -1897,9 +2177,22 @@ static void c_push(centry *e)
     }
 }
 
+/* Take e out of the cache and free it. */
+static void c_drop(centry *e)
+{
+    h_unlink(e);
+    c_unlink(e);
+    cache.n--;
+    cache.bytes -= sizeof *e + e->len;
+    free(e);
+}
+
 static centry *c_find(uint64_t box, uint32_t uv, uint32_t uid)
 {
-    for (centry *e = cache.head; e; e = e->next) {
+    if (!cache.nbucket) {
+        return NULL;
+    }
+    for (centry *e = cache.bucket[c_slot(box, uv, uid)]; e; e = e->hnext) {
         if (e->uid == uid && e->box == box && e->uidvalidity == uv) {
             return e;
         }
@@ -1907,41 +2200,55 @@ static centry *c_find(uint64_t box, uint32_t uv, uint32_t uid)
     return NULL;
 }
 
-static void c_put(uint64_t box, uint32_t uv, uint32_t uid, const dbuf *blob)
+static void c_put(uint64_t box, uint32_t uv, uint32_t uid, const void *blob, size_t len)
 {
-    if (blob->len > MIME_CACHE_BYTES / 4) {
+    if (len > MIME_CACHE_BYTES / 4) {
         return;     /* one huge tree must not flush everything else */
     }
-    centry *e = malloc(sizeof *e + blob->len);
+    if (cache.n >= cache.nbucket) {
+        h_grow();
+    }
+    if (!cache.nbucket) {
+        return;
+    }
+    centry *old = c_find(box, uv, uid);
+    if (old) {
+        c_drop(old);    /* a re-parse replaces it (one entry per key) */
+    }
+    centry *e = malloc(sizeof *e + len);
     if (!e) {
         return;
     }
     e->box = box;
     e->uidvalidity = uv;
     e->uid = uid;
-    e->len = blob->len;
-    memcpy(e->blob, blob->p, blob->len);
+    e->len = len;
+    memcpy(e->blob, blob, len);
     c_push(e);
+    h_link(e);
     cache.n++;
     cache.bytes += sizeof *e + e->len;
     while (cache.bytes > MIME_CACHE_BYTES && cache.tail && cache.tail != e) {
-        centry *old = cache.tail;
-        c_unlink(old);
-        cache.n--;
-        cache.bytes -= sizeof *old + old->len;
-        free(old);
+        c_drop(cache.tail);
     }
 }
 
 void mime_cache_clear(void)
 {
     while (cache.head) {
-        centry *e = cache.head;
-        c_unlink(e);
-        free(e);
+        c_drop(cache.head);
     }
+    free(cache.bucket);
+    cache.bucket = NULL;
+    cache.nbucket = 0;
     cache.n = 0;
     cache.bytes = 0;
+}
+
+void mime_cache_stats2(uint64_t *disk_hits, uint64_t *parsed_at_append)
+{
+    *disk_hits = cache.disk_hits;
+    *parsed_at_append = cache.parsed_at_append;
 }
 
 void mime_cache_stats(uint32_t *entries, size_t *bytes, uint64_t *hits, uint64_t *misses)
@@ -1952,16 +2259,277 @@ void mime_cache_stats(uint32_t *entries, size_t *bytes, uint64_t *hits, uint64_t
     *misses = cache.misses;
 }
 
-int mime_tree_get(st_box *b, uint32_t idx, int full, mime_tree *out)
+uint32_t mime_seek_every = MIME_SEEK_EVERY;
+
+void mime_seek_point(const mime_tree *t, uint32_t wire, st_seekpt *out)
 {
     memset(out, 0, sizeof *out);
-    if (idx >= b->count) {
-        return ST_EINVAL;
+    out->bol = 1;
+    /* The last point at or before wire (binary search: points increase). */
+    uint32_t lo = 0, hi = t->nseek;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (t->seek[mid].wire <= wire) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
     }
+    if (lo > 0) {
+        *out = t->seek[lo - 1];
+    }
+}
+
+/* Seek points gathered while the parser reads the message. */
+typedef struct seekbuf {
+    st_seekpt *p;
+    uint32_t   n, cap;
+    uint32_t   stride;   /* keep one point in this many (0 = 1) */
+    uint32_t   seen;     /* points offered */
+    int        oom;
+} seekbuf;
+
+static void seek_add(void *ctx, const st_seekpt *pt)
+{
+    seekbuf *sb = ctx;
+    uint32_t stride = sb->stride ? sb->stride : 1;
+    if (sb->oom || sb->seen++ % stride != 0) {
+        return;
+    }
+    if (sb->n >= MIME_SEEK_MAX) {
+        /* A message bigger than foreseen (at APPEND its size is not known
+         * up front): keep every other point and take half as many from
+         * now on, so the points stay spread over the whole message. */
+        for (uint32_t i = 0; i < sb->n / 2; i++) {
+            sb->p[i] = sb->p[2 * i + 1];
+        }
+        sb->n /= 2;
+        sb->stride = stride * 2;
+        sb->seen = 1;
+    }
+    if (sb->n == sb->cap) {
+        uint32_t nc = sb->cap ? sb->cap * 2 : 16;
+        st_seekpt *np = realloc(sb->p, nc * sizeof *np);
+        if (!np) {
+            sb->oom = 1;    /* fewer points: slower seeks, same bytes */
+            return;
+        }
+        sb->p = np;
+        sb->cap = nc;
+    }
+    sb->p[sb->n++] = *pt;
+}
+
+/* Bytes read from the store at a time when parsing a message: the reader
+ * converts in place, so a read is one pread of half of it (32 KiB of
+ * disk); 4 KiB preads were a fifth of a first BODYSTRUCTURE's time.
+ * Held only while the message is parsed. */
+#define MIME_READ (64u << 10)
+/* The same for a header-only parse: a header is a few KiB, and a bigger
+ * read would convert body bytes nobody looks at. */
+#define MIME_READ_HDR 8192u
+
+/* A parse of one message from the store, resumable: the reader and the
+ * parser keep their state between slices. */
+struct mime_bg {
+    st_box      *box;
+    uint32_t     uid;       /* the message (indexes shift; UIDs do not) */
+    uint32_t     size;      /* its RFC822.SIZE */
+    int          full;
+    mime_parser *p;
+    st_reader    rd;
+    seekbuf      sb;
+    char        *buf;       /* MIME_READ bytes: the reader reads the mbox
+                               straight into it, one pread per half */
+};
+
+void mime_bg_free(mime_bg *g)
+{
+    if (!g) {
+        return;
+    }
+    st_reader_close(&g->rd);
+    mime_parser_free(g->p);
+    free(g->sb.p);
+    free(g->buf);
+    free(g);
+}
+
+static int bg_open(st_box *b, uint32_t idx, int full, mime_bg **out)
+{
+    const st_msg *m = &b->msg[idx];
+    mime_bg *g = calloc(1, sizeof *g);
+    if (!g || !(g->p = mime_parser_new(!full)) || !(g->buf = malloc(full ? MIME_READ : MIME_READ_HDR))) {
+        if (g) {
+            mime_parser_free(g->p);
+        }
+        free(g);
+        return ST_ENOMEM;
+    }
+    int rc = st_reader_open(&g->rd, b, idx);
+    if (rc < 0) {
+        mime_bg_free(g);
+        return rc;
+    }
+    g->box = b;
+    g->uid = m->uid;
+    g->size = m->size;
+    g->full = full;
+    if (full) {
+        /* Spacing grows for huge messages so the count stays capped. */
+        uint32_t every = mime_seek_every;
+        if (m->dlen / MIME_SEEK_MAX >= every) {
+            every = m->dlen / MIME_SEEK_MAX + 1;
+        }
+        st_reader_track(&g->rd, every, seek_add, &g->sb);
+    }
+    *out = g;
+    return 0;
+}
+
+/* Feed up to `budget` bytes (0: no limit). 1: the tree is in *out and g is
+ * freed; 0: more to do; <0: error, g freed. */
+static int bg_run(mime_bg *g, size_t budget, mime_tree *out)
+{
+    size_t bsz = g->full ? MIME_READ : MIME_READ_HDR;
+    size_t done = 0;
+    for (;;) {
+        if (budget && done >= budget) {
+            return 0;
+        }
+        long n = st_reader_read(&g->rd, g->buf, bsz);
+        if (n < 0) {
+            mime_bg_free(g);
+            return (int)n;
+        }
+        if (n == 0) {
+            break;
+        }
+        done += (size_t)n;
+        int r = mime_parser_feed(g->p, g->buf, (size_t)n);
+        if (r < 0) {
+            mime_bg_free(g);
+            return ST_ENOMEM;
+        }
+        if (r == 1) {
+            break;
+        }
+    }
+    int rc = mime_parser_finish(g->p, g->size, out);
+    g->p = NULL;    /* finish freed it either way */
+    if (rc < 0) {
+        mime_bg_free(g);
+        return ST_ENOMEM;
+    }
+    out->seek = g->sb.p;
+    out->nseek = g->sb.n;
+    g->sb.p = NULL;
+    mime_bg_free(g);
+    return 1;
+}
+
+/* Parse message idx from the store (only its header unless full), with
+ * seek points when full, in one go. */
+static int tree_parse(st_box *b, uint32_t idx, int full, mime_tree *out)
+{
+    mime_bg *g;
+    int rc = bg_open(b, idx, full, &g);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = bg_run(g, 0, out);
+    return rc < 0 ? rc : 0;
+}
+
+static void tree_store(st_box *b, uint32_t idx, const mime_tree *t);
+
+/* ---- parsing at delivery: the store shows new messages as they come ---- */
+
+typedef struct awatch {
+    mime_parser *p;      /* NULL once it failed (no memory) */
+    seekbuf      sb;
+} awatch;
+
+static void *aw_begin(st_box *b)
+{
+    awatch *w = calloc(1, sizeof *w);
+    if (w && !(w->p = mime_parser_new(0))) {
+        free(w);
+        w = NULL;
+    }
+    return w;
+}
+
+static void aw_data(void *x, const char *p, size_t n)
+{
+    awatch *w = x;
+    if (w->p && mime_parser_feed(w->p, p, n) < 0) {
+        mime_parser_free(w->p);
+        w->p = NULL;    /* parsed lazily on first use instead */
+    }
+}
+
+static void aw_point(void *x, const st_seekpt *pt)
+{
+    seek_add(&((awatch *)x)->sb, pt);
+}
+
+static void aw_abort(void *x)
+{
+    awatch *w = x;
+    mime_parser_free(w->p);
+    free(w->sb.p);
+    free(w);
+}
+
+/* The message is in the mailbox: its tree goes to both caches, so the
+ * first BODYSTRUCTURE or section FETCH reads no message bytes. */
+static void aw_end(void *x, st_box *b, uint32_t idx)
+{
+    awatch *w = x;
+    mime_tree t;
+    int rc = w->p ? mime_parser_finish(w->p, b->msg[idx].size, &t) : -1;
+    w->p = NULL;    /* finish freed it either way */
+    if (rc == 0) {
+        t.seek = w->sb.p;
+        t.nseek = w->sb.n;
+        w->sb.p = NULL;
+        /* The size check is a guard: the parser saw exactly the bytes a
+         * reader gives, so it always holds. */
+        if (!w->sb.oom && t.size == b->msg[idx].size) {
+            if (b->msg[idx].dlen >= MIME_APPEND_RECORD_MIN) {
+                tree_store(b, idx, &t);
+            } else {
+                /* Memory only: the record is written if the tree is ever
+                 * parsed again (see MIME_APPEND_RECORD_MIN). */
+                dbuf d = {0};
+                if (mime_serialize(&t, &d) == 0) {
+                    c_put(box_hash(b), b->uidvalidity, b->msg[idx].uid, d.p, d.len);
+                }
+                dbuf_free(&d);
+            }
+            cache.parsed_at_append++;
+        }
+        mime_tree_free(&t);
+    }
+    aw_abort(w);
+}
+
+static const st_append_watch append_watch = {
+    aw_begin, aw_data, aw_point, aw_end, aw_abort, MIME_SEEK_EVERY,
+};
+
+void mime_watch_appends(st_store *s)
+{
+    st_store_set_append_watch(s, &append_watch);
+}
+
+/* The tree of message idx from the in-memory LRU or the store's cache
+ * file: 0, or -1 if neither has it. */
+static int tree_lookup(st_box *b, uint32_t idx, mime_tree *out)
+{
     const st_msg *m = &b->msg[idx];
     uint64_t key = box_hash(b);
-    /* The linear lookup is fine at this cache size; a hash index is the
-     * next step if the cache grows. */
     centry *e = c_find(key, b->uidvalidity, m->uid);
     if (e) {
         if (mime_deserialize(e->blob, e->len, out) == 0) {
@@ -1970,53 +2538,86 @@ int mime_tree_get(st_box *b, uint32_t idx, int full, mime_tree *out)
             c_push(e);
             return 0;
         }
-        c_unlink(e);
-        cache.n--;
-        cache.bytes -= sizeof *e + e->len;
-        free(e);
+        c_drop(e);
+    }
+    /* The mailbox's cache file: a tree parsed before (by this process or
+     * an earlier one, or at delivery). Anything wrong with it is a miss. */
+    void *blob = NULL;
+    size_t blen = 0;
+    if (st_meta_get(b, idx, &blob, &blen) == 0) {
+        if (mime_deserialize(blob, blen, out) == 0 && !out->header_only && out->size == m->size) {
+            cache.disk_hits++;
+            c_put(key, b->uidvalidity, m->uid, blob, blen);
+            free(blob);
+            return 0;
+        }
+        mime_tree_free(out);
+        free(blob);
+    }
+    return -1;
+}
+
+/* A freshly parsed full tree of message idx goes into both caches. */
+static void tree_store(st_box *b, uint32_t idx, const mime_tree *t)
+{
+    dbuf d = {0};
+    if (mime_serialize(t, &d) == 0) {
+        c_put(box_hash(b), b->uidvalidity, b->msg[idx].uid, d.p, d.len);
+        st_meta_put(b, idx, d.p, d.len);
+    }
+    dbuf_free(&d);
+}
+
+int mime_tree_get(st_box *b, uint32_t idx, int full, mime_tree *out)
+{
+    memset(out, 0, sizeof *out);
+    if (idx >= b->count) {
+        return ST_EINVAL;
+    }
+    if (tree_lookup(b, idx, out) == 0) {
+        return 0;
     }
     cache.misses++;
-    mime_parser *p = mime_parser_new(!full);
-    if (!p) {
-        return ST_ENOMEM;
-    }
-    st_reader rd;
-    int rc = st_reader_open(&rd, b, idx);
+    int rc = tree_parse(b, idx, full, out);
     if (rc < 0) {
-        mime_parser_free(p);
         return rc;
     }
-    char buf[8192];
-    for (;;) {
-        long n = st_reader_read(&rd, buf, sizeof buf);
-        if (n < 0) {
-            st_reader_close(&rd);
-            mime_parser_free(p);
-            return (int)n;
-        }
-        if (n == 0) {
-            break;
-        }
-        int r = mime_parser_feed(p, buf, (size_t)n);
-        if (r < 0) {
-            st_reader_close(&rd);
-            mime_parser_free(p);
-            return ST_ENOMEM;
-        }
-        if (r == 1) {
-            break;
-        }
-    }
-    st_reader_close(&rd);
-    if (mime_parser_finish(p, m->size, out) < 0) {
-        return ST_ENOMEM;
-    }
     if (full) {
-        dbuf blob = {0};
-        if (mime_serialize(out, &blob) == 0) {
-            c_put(key, b->uidvalidity, m->uid, &blob);
-        }
-        dbuf_free(&blob);
+        tree_store(b, idx, out);
     }
     return 0;
+}
+
+int mime_tree_begin(st_box *b, uint32_t idx, mime_bg **bg, mime_tree *out)
+{
+    *bg = NULL;
+    memset(out, 0, sizeof *out);
+    if (idx >= b->count) {
+        return ST_EINVAL;
+    }
+    if (tree_lookup(b, idx, out) == 0) {
+        return 1;
+    }
+    if (b->msg[idx].dlen < MIME_BG_MIN) {
+        int rc = mime_tree_get(b, idx, 1, out);
+        return rc < 0 ? rc : 1;
+    }
+    cache.misses++;
+    int rc = bg_open(b, idx, 1, bg);
+    return rc < 0 ? rc : 0;
+}
+
+int mime_bg_step(mime_bg *g, mime_tree *out)
+{
+    st_box *b = g->box;
+    uint32_t uid = g->uid;
+    memset(out, 0, sizeof *out);
+    int rc = bg_run(g, MIME_BG_SLICE, out);
+    if (rc == 1) {
+        long idx = st_box_find(b, uid);
+        if (idx >= 0 && !(b->msg[idx].flags & ST_F_EXPUNGED)) {
+            tree_store(b, (uint32_t)idx, out);
+        }
+    }
+    return rc;
 }

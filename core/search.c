@@ -56,7 +56,17 @@ typedef struct sctx {
     mime_tree  tree;         /* MIME tree of msg idx */
     int        tree_kind;    /* 0 none, 1 header only, 2 full */
     dbuf       scratch;      /* decoded text being matched */
+    dbuf       htmp;         /* a header field decoded for matching */
+    char      *field;        /* MIME_FIELD_MAX bytes for the header scan,
+                                allocated on first use */
+    char      *rbuf;         /* SEARCH_READ bytes for reading text,
+                                allocated on first use */
 } sctx;
+
+/* Bytes read from a message at a time when searching its text: the
+ * reader reads the mbox straight into a buffer this big (one pread per
+ * 32 KiB of disk instead of per 4 KiB); held only while SEARCH runs. */
+#define SEARCH_READ (64u << 10)
 
 static void skey_free(skey *k)
 {
@@ -202,6 +212,11 @@ static skey *parse_key(sctx *x)
     };
     for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++) {
         if (!ascii_casecmp(s, simple[i].name)) {
+            if (simple[i].op >= K_NEW && simple[i].op <= K_RECENT && x->c && ext_rev2(x->c)) {
+                /* RFC 9051 6.4.4 has no NEW, OLD or RECENT (\Recent is gone). */
+                x->err = "NEW, OLD and RECENT are not IMAP4rev2 search keys";
+                return NULL;
+            }
             skey *k = new_key(simple[i].op);
             if (k) {
                 k->num = simple[i].num;
@@ -386,75 +401,112 @@ static int need_tree(sctx *x, int full)
     return 0;
 }
 
-/* Calls fn(ctx, name, nlen, value, vlen) for each field of the header at
- * [off, off+len), values unfolded and cut at MIME_FIELD_MAX (the scan goes
- * on). Stops when fn returns 1 and returns 1 then. */
+/* Calls fn(ctx, name, nlen, value, vlen) for each field of a header fed
+ * in slices of any size, values unfolded and cut at MIME_FIELD_MAX (the
+ * scan goes on), until fn returns 1 or the blank line ends the header. */
 typedef int (*field_fn)(void *ctx, const char *name, size_t nlen, const char *v, size_t vlen);
 
-static int scan_fields(sctx *x, uint32_t off, uint32_t len, field_fn fn, void *ctx)
+typedef struct fscan {
+    char    *field;      /* the open field: MIME_FIELD_MAX bytes */
+    size_t   fl;         /* bytes in field */
+    int      have;       /* a field is open */
+    int      bol;        /* the next byte starts a line */
+    int      found;      /* fn returned 1: stop */
+    int      done;       /* the blank line was seen: stop */
+    field_fn fn;         /* called with each complete field */
+    void    *ctx;        /* fn's context */
+} fscan;
+
+static void fscan_init(fscan *f, char *field, field_fn fn, void *ctx)
+{
+    memset(f, 0, sizeof *f);
+    f->field = field;
+    f->bol = 1;
+    f->fn = fn;
+    f->ctx = ctx;
+}
+
+/* The open field is complete: hand it to fn. */
+static void fscan_emit(fscan *f)
+{
+    const char *colon = f->have ? memchr(f->field, ':', f->fl) : NULL;
+    if (colon && f->fn(f->ctx, f->field, (size_t)(colon - f->field), colon + 1,
+                       f->fl - (size_t)(colon - f->field) - 1)) {
+        f->found = 1;
+    }
+    f->have = 0;
+    f->fl = 0;
+}
+
+static void fscan_feed(fscan *f, const char *buf, size_t n)
+{
+    for (size_t i = 0; i < n && !f->found && !f->done; i++) {
+        char ch = buf[i];
+        if (f->bol) {
+            f->bol = 0;
+            if (ch != ' ' && ch != '\t') {
+                /* not a continuation: the field before is complete */
+                fscan_emit(f);
+                if (f->found) {
+                    break;
+                }
+                if (ch == '\r' || ch == '\n') {
+                    f->done = 1;
+                    break;
+                }
+                f->have = 1;
+            }
+        }
+        if (ch == '\n') {
+            f->bol = 1;
+            continue;
+        }
+        if (ch != '\r' && f->fl < MIME_FIELD_MAX) {
+            f->field[f->fl++] = ch;
+        }
+    }
+}
+
+/* End of input (a header cut short by the message's end). */
+static int fscan_end(fscan *f)
+{
+    if (!f->found && !f->done) {
+        fscan_emit(f);
+    }
+    return f->found;
+}
+
+/* The field buffer, allocated once per command. */
+static char *field_buf(sctx *x)
+{
+    if (!x->field) {
+        x->field = malloc(MIME_FIELD_MAX);
+    }
+    return x->field;
+}
+
+/* Scan the first len bytes of the message (its root header) by fields. */
+static int scan_fields(sctx *x, uint32_t len, field_fn fn, void *ctx)
 {
     st_reader rd;
-    if (st_reader_open(&rd, x->s->box, x->idx) < 0) {
+    if (!field_buf(x) || st_reader_open(&rd, x->s->box, x->idx) < 0) {
         return 0;
     }
-    char *field = malloc(MIME_FIELD_MAX);
+    fscan f;
+    fscan_init(&f, x->field, fn, ctx);
     char buf[8192];
-    size_t fl = 0;
-    int have = 0, bol = 1, found = 0, done = 0;
-    uint64_t pos = 0, end = (uint64_t)off + len;
-    while (field && !found && !done && pos < end) {
-        size_t want = end - pos < sizeof buf ? (size_t)(end - pos) : sizeof buf;
+    uint64_t pos = 0;
+    while (!f.found && !f.done && pos < len) {
+        size_t want = len - pos < sizeof buf ? (size_t)(len - pos) : sizeof buf;
         long n = st_reader_read(&rd, buf, want);
         if (n <= 0) {
             break;
         }
-        size_t i = 0;
-        if (pos < off) {
-            size_t k = (uint64_t)n < off - pos ? (size_t)n : (size_t)(off - pos);
-            i = k;
-        }
         pos += (uint64_t)n;
-        for (; i < (size_t)n && !found; i++) {
-            char ch = buf[i];
-            if (bol) {
-                bol = 0;
-                if (ch == ' ' || ch == '\t') {
-                    /* continuation: the field goes on */
-                } else {
-                    if (have) {
-                        const char *colon = memchr(field, ':', fl);
-                        if (colon && fn(ctx, field, (size_t)(colon - field), colon + 1, fl - (size_t)(colon - field) - 1)) {
-                            found = 1;
-                            break;
-                        }
-                    }
-                    have = 0;
-                    fl = 0;
-                    if (ch == '\r' || ch == '\n') {
-                        done = 1;
-                        break;
-                    }
-                    have = 1;
-                }
-            }
-            if (ch == '\n') {
-                bol = 1;
-                continue;
-            }
-            if (ch != '\r' && fl < MIME_FIELD_MAX) {
-                field[fl++] = ch;
-            }
-        }
+        fscan_feed(&f, buf, (size_t)n);
     }
-    if (!found && have && field) {
-        const char *colon = memchr(field, ':', fl);
-        if (colon && fn(ctx, field, (size_t)(colon - field), colon + 1, fl - (size_t)(colon - field) - 1)) {
-            found = 1;
-        }
-    }
-    free(field);
     st_reader_close(&rd);
-    return found;
+    return fscan_end(&f);
 }
 
 typedef struct hmatch {
@@ -506,70 +558,91 @@ static int header_has(sctx *x, const char *name, const char *needle, size_t nlen
     if (root_header(x, &hl) < 0) {
         return 0;
     }
-    hmatch h = {name, needle, nlen, &x->scratch, 0};
-    return scan_fields(x, 0, hl, hmatch_fn, &h);
+    hmatch h = {name, needle, nlen, &x->htmp, 0};
+    return scan_fields(x, hl, hmatch_fn, &h);
 }
 
-/* One range of the message to search, decoded with its own decoder. */
+/* One range of the message to search: a root header matched field by
+ * field (TEXT), or text decoded with its own decoder. */
 typedef struct srange {
-    uint32_t     off, len;
-    mime_decoder dec;
+    uint32_t     off, len;   /* wire bytes of the message */
+    int          header;     /* the root header (TEXT): match by fields */
+    mime_decoder dec;        /* otherwise: how to decode the text */
 } srange;
 
-/* BODY / TEXT: decoded text of every text part (and the headers of
- * enclosed messages), in one sequential read of the message. */
+/* BODY / TEXT: the root header's fields (TEXT), the decoded text of every
+ * text part and the headers of enclosed messages, all in one sequential
+ * read of the message: one open per message, each byte read once. */
 static int text_has(sctx *x, const char *needle, size_t nlen, int with_header)
 {
     if (nlen == 0) {
         return 1;
     }
-    if (with_header) {
-        uint32_t hl;
-        if (root_header(x, &hl) == 0) {
-            hmatch h = {NULL, needle, nlen, &x->scratch, 1};
-            if (scan_fields(x, 0, hl, hmatch_fn, &h)) {
-                return 1;
-            }
-        }
-    }
     if (need_tree(x, 1) < 0) {
         return 0;
     }
     const mime_tree *t = &x->tree;
-    srange *r = malloc(t->nparts * 2 * sizeof *r);
+    srange *r = malloc((t->nparts * 2 + 1) * sizeof *r);
     uint32_t nr = 0;
+    if (r && with_header && t->part[0].hdr_len) {
+        r[nr].off = 0;
+        r[nr].len = t->part[0].hdr_len;
+        r[nr].header = 1;
+        nr++;
+    }
     for (uint32_t i = 0; r && i < t->nparts; i++) {
         const mime_part *pt = &t->part[i];
         if (i > 0 && (pt->flags & MIME_PF_MESSAGE) && pt->hdr_len) {
             r[nr].off = pt->hdr_off;
             r[nr].len = pt->hdr_len;
+            r[nr].header = 0;
             mime_decoder_init(&r[nr].dec, MIME_ENC_PLAIN, MIME_CS_UTF8);
             nr++;
         }
         if (pt->child == MIME_NONE && pt->body_len && mime_part_decoder(t, i, &r[nr].dec) == 0) {
             r[nr].off = pt->body_off;
             r[nr].len = pt->body_len;
+            r[nr].header = 0;
             nr++;
         }
     }
     st_reader rd;
-    if (!r || nr == 0 || st_reader_open(&rd, x->s->box, x->idx) < 0) {
+    if (!x->rbuf) {
+        x->rbuf = malloc(SEARCH_READ);
+    }
+    if (!r || nr == 0 || !x->rbuf || (with_header && !field_buf(x)) ||
+        st_reader_open(&rd, x->s->box, x->idx) < 0) {
         free(r);
         return 0;
     }
-    char buf[16384];
+    char *buf = x->rbuf;
+    const size_t bufsz = SEARCH_READ;
     uint64_t pos = 0;       /* wire offset of buf[0] after the next read */
     int found = 0;
     dbuf *w = &x->scratch;
+    hmatch h = {NULL, needle, nlen, &x->htmp, 1};
+    fscan f;
     for (uint32_t k = 0; k < nr && !found; k++) {
         dbuf_reset(w);
         uint64_t off = r[k].off, end = (uint64_t)r[k].off + r[k].len;
         if (off < pos) {
             continue;       /* overlaps what was read: ranges are ordered */
         }
+        if (r[k].header) {
+            fscan_init(&f, x->field, hmatch_fn, &h);
+        }
+        if (off - pos > mime_seek_every && off <= UINT32_MAX) {
+            /* Far ahead (past an attachment): jump to the seek point
+             * nearest before the range instead of reading up to it. */
+            st_seekpt sp;
+            mime_seek_point(t, (uint32_t)off, &sp);
+            if (sp.wire > pos && st_reader_seek(&rd, &sp) == 0) {
+                pos = sp.wire;
+            }
+        }
         while (pos < end && !found) {
             /* Skip to the range, then read it in slices. */
-            size_t want = sizeof buf;
+            size_t want = bufsz;
             if (pos < off && off - pos < want) {
                 want = (size_t)(off - pos);
             } else if (pos >= off && end - pos < want) {
@@ -585,6 +658,14 @@ static int text_has(sctx *x, const char *needle, size_t nlen, int with_header)
             if (at < off) {
                 continue;
             }
+            if (r[k].header) {
+                fscan_feed(&f, buf, (size_t)n);
+                found = f.found;
+                if (f.done) {
+                    break;  /* the rest of the range is the blank line */
+                }
+                continue;
+            }
             mime_decode(&r[k].dec, buf, (size_t)n, w);
             if (w->p && find_bytes(w->p, w->len, needle, nlen)) {
                 found = 1;
@@ -595,6 +676,9 @@ static int text_has(sctx *x, const char *needle, size_t nlen, int with_header)
                 memmove(w->p, w->p + w->len - (nlen - 1), nlen - 1);
                 w->len = nlen - 1;
             }
+        }
+        if (r[k].header && !found) {
+            found = fscan_end(&f);
         }
     }
     st_reader_close(&rd);
@@ -865,6 +949,9 @@ void cmd_search(imap_conn *c, args *a, int uid)
     free(mods);
     mime_tree_free(&x.tree);
     dbuf_free(&x.scratch);
+    dbuf_free(&x.htmp);
+    free(x.field);
+    free(x.rbuf);
     skey_free(root);
     reply(c, "OK", "%sSEARCH completed", uid ? "UID " : "");
 }
@@ -906,6 +993,9 @@ int search_match(imap_conn *c, args *a, const char *charset, uint8_t *match, con
     }
     mime_tree_free(&x.tree);
     dbuf_free(&x.scratch);
+    dbuf_free(&x.htmp);
+    free(x.field);
+    free(x.rbuf);
     skey_free(root);
     return 0;
 }

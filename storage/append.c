@@ -7,6 +7,11 @@
  * until st_append_end(), which takes the lock for just the final write: a
  * client sending one byte a second never blocks others appending to the
  * same mailbox.
+ *
+ * A watcher (st_store_set_append_watch) is shown the disk bytes turned
+ * back into wire form by the reader's own conversion as they are
+ * produced, so what it derives from them (MIME offsets, seek points) is
+ * exactly what a reader of the stored message would see.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +32,23 @@ struct st_append {
     st_file *spool;     /* disk bytes once large (unlinked at creation) */
     uint64_t slen;
     int      err;       /* first error: later calls fail with it */
+    const st_append_watch *watch; /* the store's watcher, if it wanted this one */
+    void    *wst;       /* its state for this message */
+    st_reader wire;     /* disk -> wire conversion state for it */
 };
+
+void st_store_set_append_watch(st_store *s, const st_append_watch *w)
+{
+    s->watch = w;
+}
+
+static void watch_abort(st_append *a)
+{
+    if (a->wst) {
+        a->watch->abort(a->wst);
+        a->wst = NULL;
+    }
+}
 
 static int spool_open(st_append *a)
 {
@@ -49,9 +70,20 @@ static int spool_open(st_append *a)
 }
 
 /* Sink of the encoder: memory, then the spool. */
+static int put_store(st_append *a, const char *p, size_t n);
+
 static int put(void *ctx, const char *p, size_t n)
 {
     st_append *a = ctx;
+    int r = put_store(a, p, n);
+    if (!r && a->wst) {
+        st_wire_feed(&a->wire, p, n, a->watch->data, a->wst);
+    }
+    return r;
+}
+
+static int put_store(st_append *a, const char *p, size_t n)
+{
     int r;
     if (!a->spool && a->mlen + n > ST_APPEND_MEM_MAX) {
         if ((r = spool_open(a)) != 0) {
@@ -116,6 +148,14 @@ int st_append_begin(st_box *bx, int64_t idate, int tz, uint8_t flags,
             return r;
         }
     }
+    a->watch = a->b->s->watch;
+    if (a->watch) {
+        a->wst = a->watch->begin(bx);
+        st_wire_init(&a->wire);
+        if (a->wst && a->watch->point && a->watch->every) {
+            st_reader_track(&a->wire, a->watch->every, a->watch->point, a->wst);
+        }
+    }
     *out = a;
     return 0;
 }
@@ -137,6 +177,7 @@ void st_append_abort(st_append *a)
     if (!a) {
         return;
     }
+    watch_abort(a);
     st_vclose(a->spool);
     free(a->mem);
     free(a);
@@ -282,6 +323,15 @@ int st_append_end(st_append *a, uint32_t *uid)
             r = write_locked(a, uid);
             st_box_unlock(a->b);
         }
+    }
+    if (!r && a->wst) {
+        /* Ours is the newest UID, so the last entry (outside deliveries
+         * found under the lock were indexed before it). Told after the
+         * lock is let go: the watcher may write files of its own. */
+        st_box *bx = &a->b->pub;
+        st_wire_end(&a->wire, a->watch->data, a->wst);
+        a->watch->end(a->wst, bx, bx->count - 1);
+        a->wst = NULL;
     }
     st_append_abort(a);
     return r;

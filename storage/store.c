@@ -239,6 +239,7 @@ int st_mailbox_delete(st_store *s, const char *user, const char *name)
             r = st_compact_clean(s, log);
         }
         if (!r) {
+            st_meta_remove(s, log); /* a cache: a leftover is harmless */
             r = v->sync_dir(v, dir);
         }
         st_mark_gone(s, user, name);
@@ -398,6 +399,7 @@ static int rename_one(st_store *s, const char *user, const char *from, const cha
         r = v->sync_dir(v, d1);
         st_mark_gone(s, user, from);
         v->remove(v, l1); /* stale now; failing to remove it is harmless */
+        st_meta_rename(s, l1, l2); /* the cache follows; best effort */
     }
     if (lk) {
         st_vlock(lk, ST_LOCK_UN, 0);

@@ -230,6 +230,7 @@ int  st_check(st_store *s, const char *user, int compact,
               unsigned *boxes, unsigned *msgs, unsigned *bad);
 
 /* ---- reading a message in wire form ---- */
+struct st_seekpt;    /* below: a point of a message where a reader can start */
 typedef struct st_reader {
     st_box  *box;
     void    *file;       /* the reader's own handle on the mbox: it stays
@@ -240,6 +241,13 @@ typedef struct st_reader {
     unsigned m;          /* bytes of "From " matched while qmatch */
     char     carry[16];  /* output owed to the caller (did not fit last time) */
     unsigned ncarry, icarry;
+    uint64_t start;      /* disk position of the message's first byte */
+    uint64_t wpos;       /* wire bytes produced so far (carry included) */
+    /* seek-point tracking (st_reader_track); every == 0: off */
+    uint32_t ck_every;
+    uint64_t ck_next;    /* disk position of the next point wanted */
+    void   (*ck_cb)(void *ctx, const struct st_seekpt *pt);
+    void    *ck_ctx;
 } st_reader;
 int  st_reader_open(st_reader *r, st_box *b, uint32_t idx);
 /* Up to n wire bytes; 0 at the end; <0 on error. */
@@ -251,5 +259,77 @@ void st_reader_close(st_reader *r);
 int  st_slurp(const struct st_vfs *vfs, const char *path, char **data, size_t *len, size_t max);
 
 const struct st_vfs *st_vfs_posix(void);
+
+/* ---- seeking in a message's wire form (storage/reader.c) ---- */
+/* Disk form (LF, mboxrd-quoted) and wire form (CRLF, unquoted) differ in
+ * length, so a wire offset cannot be turned into a disk offset without
+ * reading. A seek point is a place where the two are known to meet, with
+ * the reader state there; st_reader_seek() starts reading at one. Points
+ * are only taken where no quoting decision is pending, so bol is all the
+ * state there is. Offsets are from the message's first byte, so a point
+ * stays true as long as the message's bytes do (compaction copies them
+ * unchanged). */
+typedef struct st_seekpt {
+    uint32_t disk;      /* disk offset from the message's first byte */
+    uint32_t wire;      /* wire offset of the same place */
+    uint8_t  bol;       /* the place starts a line */
+} st_seekpt;
+/* Report seek points to cb while reading: one at the first clean place at
+ * or after each multiple of `every` disk bytes (reads are cut there, so the
+ * places are deterministic unless a quoted prefix straddles one). */
+void st_reader_track(st_reader *r, uint32_t every,
+                     void (*cb)(void *ctx, const st_seekpt *pt), void *ctx);
+/* Continue reading at pt (a point of this message). ST_EINVAL if it lies
+ * outside the message. */
+int  st_reader_seek(st_reader *r, const st_seekpt *pt);
+
+/* ---- the per-mailbox cache file (storage/meta.c) ---- */
+/* Data derived from a message (the core stores serialized MIME trees)
+ * kept beside the mailbox in ".<name>.mime", so it survives restarts. A
+ * cache: never synced, checked on every read, emptied on a new
+ * UIDVALIDITY, rewritten without garbage when expunged messages' records
+ * are the majority; losing or damaging it costs recomputation only. A
+ * record names its message by UID, RFC822.SIZE, disk size, INTERNALDATE
+ * and a CRC of its first 256 bytes, and is ignored if any differs. */
+/* 0 and a malloc'd copy of message idx's record (free it), ST_ENOENT if
+ * there is none to trust, or another error (treat as none). */
+int  st_meta_get(st_box *b, uint32_t idx, void **blob, size_t *len);
+/* Store message idx's record (replacing any). Best effort: ST_EBUSY when
+ * another process is writing the file at that moment. */
+int  st_meta_put(st_box *b, uint32_t idx, const void *blob, size_t len);
+typedef struct st_meta_counters {
+    uint64_t hits, misses;  /* st_meta_get answers */
+    uint64_t puts;          /* records written */
+    uint64_t indexed;       /* record headers read to build indexes */
+    uint64_t bad;           /* records failing their checksum */
+    uint64_t stale;         /* records of another message under the UID */
+    uint64_t cut;           /* torn or garbled tails cut off */
+    uint64_t resets;        /* files emptied (new UIDVALIDITY, not ours) */
+    uint64_t rewrites;      /* files rewritten without garbage */
+} st_meta_counters;
+/* Process-wide counters (tests, debug log). */
+void st_meta_stats(st_meta_counters *out);
+
+/* ---- watching new messages (storage/append.c) ---- */
+/* A watcher sees every message that enters a mailbox through this store
+ * handle (APPEND, COPY, MOVE, delivery, import) as it arrives, so that
+ * whatever it derives (the core parses the MIME structure) is ready when
+ * the message is. */
+typedef struct st_append_watch {
+    /* A message starts; returns the watcher's state for it, NULL to skip. */
+    void *(*begin)(st_box *b);
+    /* Its wire form, exactly as st_reader_read will give it, in slices. */
+    void  (*data)(void *w, const char *p, size_t n);
+    /* Its seek points, one per `every` disk bytes (see st_reader_track). */
+    void  (*point)(void *w, const st_seekpt *pt);
+    /* It is message idx of b now (committed by the next st_box_commit).
+     * Frees w. */
+    void  (*end)(void *w, st_box *b, uint32_t idx);
+    /* It did not make it in. Frees w. */
+    void  (*abort)(void *w);
+    uint32_t every;     /* seek point spacing, disk bytes */
+} st_append_watch;
+/* w stays owned by the caller; NULL stops watching. */
+void st_store_set_append_watch(st_store *s, const st_append_watch *w);
 
 #endif

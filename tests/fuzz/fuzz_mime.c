@@ -2,8 +2,9 @@
  * The first input byte picks the slice size, so resumption across slices
  * is exercised; the result must not depend on it. Also: the serialized
  * tree must round-trip, every section range must lie inside the message,
- * and the raw input fed to the deserializer must be refused or accepted
- * without harm. */
+ * and the raw input fed to the deserializer (a cache record, as the
+ * store's cache file would hand it back) must be refused or accepted
+ * without harm, its seek points in order and inside the message. */
 #include "mime.h"
 
 #include <stdlib.h>
@@ -86,6 +87,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dbuf c = {0};
         render(&junk, &c);
         dbuf_free(&c);
+        /* Seek points from a cache record are trusted for offsets only
+         * after these checks: increasing, inside the message. */
+        for (uint32_t i = 0; i < junk.nseek; i++) {
+            if (junk.seek[i].wire > junk.size || junk.seek[i].bol > 1 ||
+                (i && (junk.seek[i].disk <= junk.seek[i - 1].disk || junk.seek[i].wire < junk.seek[i - 1].wire))) {
+                abort();
+            }
+            st_seekpt sp;
+            mime_seek_point(&junk, junk.seek[i].wire + (uint32_t)(i & 1), &sp);
+            if (sp.wire > junk.seek[i].wire + (i & 1)) {
+                abort();
+            }
+        }
         mime_tree_free(&junk);
     }
     mime_tree h;

@@ -78,3 +78,90 @@ def test_logic_dates_flags_sets(server):
     assert done.name == "BAD"
     u, done = r.cmd("SEARCH BOGUS")
     assert done.name == "BAD"
+
+
+def test_text_decoding_long_parts(server):
+    """BODY and TEXT find a word in long decoded parts wherever the server's
+    read slices and decode blocks fall: the word at many offsets of a
+    ~40 KB part (base64 UTF-8, quoted-printable with a soft line break inside
+    the word, quoted-printable Latin-1), in mixed case, after long runs of
+    ASCII and of 8-bit letters; a part holding only pieces of it is not
+    found."""
+    import random
+    rnd = random.Random(4)
+    offsets = [0, 5, 1021, 1024, 4093, 8190, 16379, 16384, 16390, 32767, 40000]
+    word = "ZanzIBARite"
+    c = server.imap("demo")
+    want = {"b64": [], "qp": [], "latin1": []}
+    uid = 0
+    for kind in ("b64", "qp", "latin1"):
+        for off in offsets + [None]:
+            letters = "ABCDEFGHIJ abcdefghij \u00c4\u00d6\u00dc\u00e9 "
+            filler = "".join(rnd.choice(letters) for _ in range(40010))
+            if off is None:
+                text = filler[:20000] + "zanzibar ite zanzibari" + filler[20000:]
+            else:
+                text = filler[:off] + word + filler[off:]
+            text += " M\u00c4RZ\u00dcBER\r\n"
+            if kind == "b64":
+                raw = text.encode("utf-8")
+                body = base64.encodebytes(raw).decode().replace("\n", "\r\n")
+                hdr = ("Content-Transfer-Encoding: base64",)
+                cs = b"utf-8"
+            else:
+                raw = text.encode("utf-8" if kind == "qp" else "latin-1")
+                enc = "".join(chr(b) if 32 < b < 127 and b != 61 else "=%02X" % b for b in raw)
+                if off is not None and kind == "qp":
+                    # A soft line break inside the word.
+                    at = enc.index(word) + 4
+                    enc = enc[:at] + "=\r\n" + enc[at:]
+                lines, k = [], 0
+                while k < len(enc):
+                    n = 70
+                    while enc[k + n - 2:k + n].find("=") >= 0 and k + n < len(enc):
+                        n -= 1          # never cut an =XX escape
+                    lines.append(enc[k:k + n])
+                    k += n
+                body = "=\r\n".join(lines) + "\r\n"
+                hdr = ("Content-Transfer-Encoding: quoted-printable",)
+                cs = b"utf-8" if kind == "qp" else b"iso-8859-1"
+            assert "zanzibarite" not in body.lower().replace("=\r\n", "") or kind != "b64"
+            m = make_message("long %s %s" % (kind, off), body=body, extra_headers=hdr).replace(
+                b"charset=us-ascii", b"charset=" + cs)
+            ok(c.append("INBOX", None, None, m), "APPEND")
+            uid += 1
+            if off is not None:
+                want[kind].append(uid)
+    r = server.raw("demo")
+    r.cmd_ok("SELECT INBOX")
+    every = sorted(want["b64"] + want["qp"] + want["latin1"])
+    assert len(every) == 3 * len(offsets)
+    assert s(r, "SEARCH BODY zanzibarite") == every
+    assert s(r, "SEARCH TEXT ZANZIBARITE") == every
+    assert s(r, 'SEARCH BODY "zanzibar ite"') == [len(offsets) + 1, 2 * len(offsets) + 2, 3 * len(offsets) + 3]
+    # Upper-case 8-bit letters after 40 KB of text, folded in every encoding.
+    assert s(r, 'SEARCH CHARSET UTF-8 BODY "m\u00e4rz\u00fcber"') == list(range(1, uid + 1))
+
+
+def test_text_long_header(server):
+    """TEXT matches "Name: value" in a root header longer than the server's
+    read slices, in a folded field at its end, and an RFC 2047 word there;
+    the same words in the body of another message match BODY but a header
+    name alone does not match BODY."""
+    c = server.imap("demo")
+    fields = tuple("X-Filler-%04d: %s" % (i, "abcdefghij" * 6) for i in range(600))
+    m1 = make_message("long header", body="plain body\r\n", extra_headers=fields + (
+        "X-Last: first part\r\n ZANZIBARITE =?utf-8?q?M=C3=84RZ?= end",))
+    m2 = make_message("in body", body="x-last: first part zanzibarite m\u00e4rz\r\n").replace(
+        b"charset=us-ascii", b"charset=utf-8")
+    for m in (m1, m2):
+        ok(c.append("INBOX", None, None, m), "APPEND")
+    r = server.raw("demo")
+    r.cmd_ok("SELECT INBOX")
+    assert s(r, 'SEARCH TEXT "x-last: first part zanzibarite"') == [1, 2]
+    assert s(r, 'SEARCH TEXT "x-filler-0599: abcdefghij"') == [1]
+    assert s(r, 'SEARCH CHARSET UTF-8 TEXT "zanzibarite m\u00e4rz end"') == [1]
+    assert s(r, "SEARCH TEXT zanzibarite") == [1, 2]
+    assert s(r, "SEARCH BODY zanzibarite") == [2]
+    assert s(r, 'SEARCH BODY "x-filler"') == []
+    assert s(r, 'SEARCH HEADER X-Last "first part zanzibarite"') == [1]
