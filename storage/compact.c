@@ -7,9 +7,9 @@
  * the new mbox is locked too before it takes the name, so that a process
  * that opens the name in the middle waits like everyone else:
  *   1. write the new mbox T (".<name>.state.compact"), sync it;
- *   2. write the new log L' (".<name>.state.new"): HDR, KEYWORDs, one APPEND
- *      per live message at its new offset, STATE, COMPACT{size, crc32 of all
- *      of T}, MARK; sync it;
+ *   2. write the new log L' (".<name>.state.new"): HDR, KEYWORDs, a MSGS
+ *      block of the live messages at their new offsets, STATE, COMPACT{size,
+ *      crc32 of all of T}, MARK; sync it;
  *   3. rename T over the mbox, sync the directory      <- the commit point
  *   4. rename L' over the log, sync the directory.
  * A crash before 3 leaves the old pair (plus temp files); after 3 it leaves
@@ -223,13 +223,12 @@ int st_compact_clean(st_store *s, const char *log_path)
 
 /* ---------------- writing ---------------- */
 
-/* Buffered writer for the new mbox; CRCs of the message and the file. */
+/* Buffered writer for the new mbox; the CRC of the whole file. */
 typedef struct cw {
     st_file *f;
     uint64_t pos;     /* file offset of the next byte to add */
     uint8_t *buf;     /* ST_CHUNK */
     size_t n;         /* bytes buffered (they end at pos) */
-    uint32_t crc_msg; /* of the current message's bytes */
     uint32_t crc_all; /* of the whole file */
     int err;
 } cw;
@@ -245,7 +244,6 @@ static void cw_flush(cw *w)
 static void cw_put(cw *w, const void *p, size_t n)
 {
     const uint8_t *q = p;
-    w->crc_msg = st_crc32(w->crc_msg, p, n);
     w->crc_all = st_crc32(w->crc_all, p, n);
     while (n) {
         if (w->n == ST_CHUNK) {
@@ -316,7 +314,6 @@ static int compact_locked(stbox *b)
             hdr[hl + xl] = '\n';
             hl += xl + 1;
         }
-        o.crc_msg = 0;
         cw_put(&o, hdr, (size_t)hl);
         noff[i] = o.pos;
         uint8_t lastc = 0;
@@ -332,20 +329,14 @@ static int compact_locked(stbox *b)
         /* the same separator an APPEND writes: a blank line after a final LF */
         int tail = m->dlen && lastc == '\n' ? 1 : 2;
         cw_put(&o, "\n\n", (size_t)tail);
-        st_rec_append a;
-        memset(&a, 0, sizeof a);
-        a.m = *m;
-        a.m.off = noff[i];
-        a.hlen = (uint16_t)hl;
-        a.tail = (uint8_t)tail;
-        a.crc = o.crc_msg;
-        st_logw_rec(&w, REC_APPEND, p, st_rec_append_payload(p, &a));
         if (!r) {
-            r = o.err ? o.err : w.err;
+            r = o.err;
         }
     }
     if (!r) {
         cw_flush(&o);
+        /* every message at its new offset, as one MSGS block (log.c) */
+        st_logw_msgs(&w, bx, noff);
         st_logw_state(&w, bx, o.pos);
         st_put64(p, o.pos);
         st_put32(p + 8, o.crc_all);

@@ -4,6 +4,14 @@
  * Every record is   u8 type | u8 0 | u16 len | payload[len] | u32 crc32
  * big-endian, the CRC covering everything before it. A reader stops at the
  * first record that is short or fails its CRC: that is a torn tail.
+ *
+ * One record carries more than its frame: REC_MSGS, the index of a
+ * checkpoint, is followed by count fixed-size entries and one CRC over
+ * them. Opening a 100,000-message mailbox then checks one CRC over 4.8 MB
+ * and decodes in one loop into an array allocated once, instead of
+ * framing, checking and applying 100,000 APPEND records (2.5x the bytes).
+ * The entries are little-endian, the byte order of nearly every host this
+ * runs on, so the decode compiles to plain loads there.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +68,82 @@ void st_rec_append_decode(const uint8_t *p, st_rec_append *a)
     a->crc = st_get32(p + 50);
 }
 
+/* Little-endian fields of REC_MSGS entries: on a little-endian host a
+ * plain (unaligned-safe) load or store, which -Os also inlines; elsewhere
+ * byte by byte. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ST_HOST_LE 1
+#else
+#define ST_HOST_LE 0
+#endif
+
+static inline uint16_t le16(const uint8_t *p)
+{
+    uint16_t v;
+    if (ST_HOST_LE) {
+        memcpy(&v, p, 2);
+        return v;
+    }
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t le32(const uint8_t *p)
+{
+    uint32_t v;
+    if (ST_HOST_LE) {
+        memcpy(&v, p, 4);
+        return v;
+    }
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t le64(const uint8_t *p)
+{
+    uint64_t v;
+    if (ST_HOST_LE) {
+        memcpy(&v, p, 8);
+        return v;
+    }
+    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    put_le16(p, (uint16_t)v);
+    put_le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    put_le32(p, (uint32_t)v);
+    put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* One REC_MSGS entry (ST_MSGS_ENTRY bytes). */
+static void msgs_entry_put(uint8_t *p, const st_msg *m, uint64_t off)
+{
+    put_le32(p + 0, m->uid);
+    put_le32(p + 4, m->size);
+    put_le64(p + 8, off);
+    put_le32(p + 16, m->dlen);
+    p[20] = m->flags & ST_F_SYSMASK;
+    p[21] = 0;
+    put_le16(p + 22, (uint16_t)m->tz);
+    put_le64(p + 24, (uint64_t)m->idate);
+    put_le64(p + 32, m->kw);
+    put_le64(p + 40, m->modseq);
+}
+
+/* REC_MSGS record payload: u32 count, u16 entry size, u16 0 (big-endian,
+ * like every frame). */
+#define MSGS_LEN 8
+
 int st_rec_min_len(int type)
 {
     switch (type) {
@@ -71,6 +155,7 @@ int st_rec_min_len(int type)
     case REC_RECENT: return 4;
     case REC_MARK: return 0;
     case REC_STATE: return 24;
+    case REC_MSGS: return MSGS_LEN;
     default: return 0;
     }
 }
@@ -88,10 +173,122 @@ void st_logrd_free(st_logrd *r)
 {
     free(r->buf);
     r->buf = NULL;
+    free(r->msgs);
+    r->msgs = NULL;
+    r->nmsgs = 0;
+}
+
+st_msg *st_logrd_take_msgs(st_logrd *r, uint32_t *count)
+{
+    st_msg *m = r->msgs;
+    *count = r->nmsgs;
+    r->msgs = NULL;
+    r->nmsgs = 0;
+    return m;
+}
+
+/* Have at least `need` bytes from buf[i] in the buffer, if the file has
+ * them (need <= ST_CHUNK); reads as much as fits. <0: I/O error. */
+static int logrd_fill(st_logrd *r, size_t need)
+{
+    if (r->len - r->i >= need || r->base + r->len >= r->fsize) {
+        return 0;
+    }
+    memmove(r->buf, r->buf + r->i, r->len - r->i);
+    r->base += r->i;
+    r->len -= r->i;
+    r->i = 0;
+    uint64_t want = r->fsize - (r->base + r->len);
+    if (want > ST_CHUNK - r->len) {
+        want = ST_CHUNK - r->len;
+    }
+    long got = st_vpread(r->f, r->buf + r->len, (size_t)want, r->base + r->len);
+    if (got < 0) {
+        return (int)got;
+    }
+    r->len += (size_t)got;
+    if ((uint64_t)got < want) {
+        r->fsize = r->base + r->len; /* shrank under us */
+    }
+    return 0;
+}
+
+/*
+ * The block after a REC_MSGS record (payload p): check its CRC and, if the
+ * caller wants them, decode the entries into r->msgs, allocated once at
+ * its final size. An entry whose UID does not grow is left out, as replay
+ * leaves out such an APPEND. 0, or ST_ECORRUPT if the block is short
+ * (torn), fails its CRC or has entries smaller than ours.
+ */
+static int logrd_msgs(st_logrd *r, const uint8_t *p)
+{
+    uint32_t count = st_get32(p);
+    size_t esize = st_get16(p + 4);
+    uint64_t at = r->base + r->i;
+    if (esize < ST_MSGS_ENTRY || esize > ST_REC_MAX || st_get16(p + 6) != 0 ||
+        (uint64_t)count * esize + 4 > r->fsize - at) {
+        return ST_ECORRUPT; /* a block we cannot read, or not all there */
+    }
+    st_msg *out = count && r->want_msgs ? malloc((size_t)count * sizeof *out) : NULL;
+    if (count && r->want_msgs && !out) {
+        return ST_ENOMEM;
+    }
+    uint32_t crc = 0, n = 0, last = 0, left = count;
+    int r2 = 0;
+    while (left && !r2) {
+        if ((r2 = logrd_fill(r, esize)) != 0) {
+            break;
+        }
+        size_t k = (r->len - r->i) / esize;
+        if (k == 0) {
+            r2 = ST_ECORRUPT; /* the file shrank under us */
+            break;
+        }
+        if (k > left) {
+            k = left;
+        }
+        const uint8_t *e = r->buf + r->i;
+        crc = st_crc32(crc, e, k * esize);
+        for (size_t j = 0; out && j < k; j++, e += esize) {
+            st_msg *m = &out[n];
+            m->uid = le32(e);
+            m->size = le32(e + 4);
+            m->off = le64(e + 8);
+            m->dlen = le32(e + 16);
+            m->flags = e[20] & ST_F_SYSMASK;
+            m->tz = (int16_t)le16(e + 22);
+            m->idate = (int64_t)le64(e + 24);
+            m->kw = le64(e + 32);
+            m->modseq = le64(e + 40);
+            /* branch-free: a UID that does not grow is overwritten next */
+            uint32_t ok = m->uid > last;
+            last = ok ? m->uid : last;
+            n += ok;
+        }
+        r->i += k * esize;
+        left -= (uint32_t)k;
+    }
+    if (!r2) {
+        r2 = logrd_fill(r, 4);
+    }
+    if (!r2 && (r->len - r->i < 4 || st_get32(r->buf + r->i) != crc)) {
+        r2 = ST_ECORRUPT;
+    }
+    if (r2) {
+        free(out);
+        return r2;
+    }
+    r->i += 4;
+    r->msgs = out;
+    r->nmsgs = n;
+    return 0;
 }
 
 /* 1: a record (type, payload, len; *off its offset); 0: clean end of file;
- * ST_ECORRUPT: a torn or garbled record at *off; other <0: I/O error. */
+ * ST_ECORRUPT: a torn or garbled record at *off; other <0: I/O error.
+ * A REC_MSGS record is returned with its block checked (a bad block is
+ * ST_ECORRUPT at the record, with bad_msgs set) and, if want_msgs is set,
+ * decoded for st_logrd_take_msgs. */
 int st_logrd_next(st_logrd *r, int *type, const uint8_t **payload, size_t *len, uint64_t *off)
 {
     if (!r->buf) {
@@ -100,28 +297,17 @@ int st_logrd_next(st_logrd *r, int *type, const uint8_t **payload, size_t *len, 
             return ST_ENOMEM;
         }
     }
+    free(r->msgs);
+    r->msgs = NULL;
+    r->nmsgs = 0;
     *off = r->base + r->i;
     if (*off >= r->fsize) {
         return 0;
     }
     /* Make sure a whole maximal record is in the buffer, if the file has it. */
-    if (r->len - r->i < ST_REC_MAX + REC_OVERHEAD && r->base + r->len < r->fsize) {
-        memmove(r->buf, r->buf + r->i, r->len - r->i);
-        r->base += r->i;
-        r->len -= r->i;
-        r->i = 0;
-        uint64_t want = r->fsize - (r->base + r->len);
-        if (want > ST_CHUNK - r->len) {
-            want = ST_CHUNK - r->len;
-        }
-        long got = st_vpread(r->f, r->buf + r->len, (size_t)want, r->base + r->len);
-        if (got < 0) {
-            return (int)got;
-        }
-        r->len += (size_t)got;
-        if ((uint64_t)got < want) {
-            r->fsize = r->base + r->len; /* shrank under us */
-        }
+    int rf = logrd_fill(r, ST_REC_MAX + REC_OVERHEAD);
+    if (rf) {
+        return rf;
     }
     size_t avail = r->len - r->i;
     const uint8_t *p = r->buf + r->i;
@@ -139,9 +325,21 @@ int st_logrd_next(st_logrd *r, int *type, const uint8_t **payload, size_t *len, 
         return ST_ECORRUPT;
     }
     *type = p[0];
-    *payload = p + 4;
     *len = n;
     r->i += n + REC_OVERHEAD;
+    if (p[0] == REC_MSGS) {
+        /* reading the block moves the buffer: the payload handed out is
+         * a copy */
+        memcpy(r->hdr, p + 4, MSGS_LEN);
+        int rm = logrd_msgs(r, r->hdr);
+        if (rm) {
+            r->bad_msgs = rm == ST_ECORRUPT;
+            return rm;
+        }
+        *payload = r->hdr;
+        return 1;
+    }
+    *payload = p + 4;
     return 1;
 }
 
@@ -179,6 +377,40 @@ void st_logw_head(st_logw *w, uint32_t uidvalidity, const st_box *src)
     }
 }
 
+/* The block's CRC is taken over each buffer of entries as it is flushed. */
+void st_logw_msgs(st_logw *w, const st_box *src, const uint64_t *noff)
+{
+    uint8_t p[MSGS_LEN];
+    uint32_t live = 0, crc = 0;
+    for (uint32_t i = 0; i < src->count; i++) {
+        live += !(src->msg[i].flags & ST_F_EXPUNGED);
+    }
+    st_put32(p, live);
+    st_put16(p + 4, ST_MSGS_ENTRY);
+    st_put16(p + 6, 0);
+    st_logw_rec(w, REC_MSGS, p, MSGS_LEN);
+    size_t from = w->n; /* entries from here in buf are not in crc yet */
+    for (uint32_t i = 0; i < src->count; i++) {
+        const st_msg *m = &src->msg[i];
+        if (m->flags & ST_F_EXPUNGED) {
+            continue;
+        }
+        if (w->n + ST_MSGS_ENTRY > ST_CHUNK) {
+            crc = st_crc32(crc, w->buf + from, w->n - from);
+            st_logw_flush(w);
+            from = 0;
+        }
+        msgs_entry_put(w->buf + w->n, m, noff ? noff[i] : m->off);
+        w->n += ST_MSGS_ENTRY;
+    }
+    crc = st_crc32(crc, w->buf + from, w->n - from);
+    if (w->n + 4 > ST_CHUNK) {
+        st_logw_flush(w);
+    }
+    st_put32(w->buf + w->n, crc);
+    w->n += 4;
+}
+
 /* STATE: what a fresh log ends with (before MARK). */
 void st_logw_state(st_logw *w, const st_box *src, uint64_t mbox_end)
 {
@@ -191,10 +423,10 @@ void st_logw_state(st_logw *w, const st_box *src, uint64_t mbox_end)
 }
 
 /*
- * Write `src` as a fresh log: HDR, keywords, one APPEND per live message
- * (current flags and MODSEQ), STATE, MARK. Written to a temp file, synced,
- * renamed over log_path, directory synced: a crash leaves either the old or
- * the new log, never a mix. The caller holds the mailbox lock and has synced
+ * Write `src` as a fresh log: HDR, keywords, the live messages (current
+ * flags and MODSEQ) as one MSGS block, STATE, MARK. Written to a temp
+ * file, synced, renamed over log_path, directory synced: a crash leaves
+ * either the old or the new log, never a mix. The caller holds the mailbox lock and has synced
  * the mbox (the MARK says its bytes are durable).
  */
 int st_log_write_snapshot(st_store *s, const char *dir, const char *log_path,
@@ -219,15 +451,7 @@ int st_log_write_snapshot(st_store *s, const char *dir, const char *log_path,
         goto out;
     }
     st_logw_head(&w, uidvalidity, src);
-    for (uint32_t i = 0; i < src->count; i++) {
-        if (src->msg[i].flags & ST_F_EXPUNGED) {
-            continue;
-        }
-        st_rec_append a;
-        memset(&a, 0, sizeof a);
-        a.m = src->msg[i];
-        st_logw_rec(&w, REC_APPEND, p, st_rec_append_payload(p, &a));
-    }
+    st_logw_msgs(&w, src, NULL);
     st_logw_state(&w, src, mbox_end);
     st_logw_rec(&w, REC_MARK, p, 0);
     st_logw_flush(&w);

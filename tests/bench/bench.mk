@@ -24,3 +24,23 @@ build-bench/loadgen: tests/bench/loadgen.c
 .PHONY: bench-resync
 bench-resync: $(BUILD)/picoimapd
 	$(Q)PICOIMAPD=$(abspath $(BUILD)/picoimapd) $(PYTHON) tests/bench/resync_bench.py
+
+# Bytes written and time per store operation (APPEND 4 KiB, STORE +FLAGS,
+# EXPUNGE in 10,000, amortized compaction, SELECT of 100,000 after a restart
+# and its FLAGS), picoimapd against Dovecot's mbox and maildir (about 2-3
+# min, most of it making the stores; STORE_*=... for other sizes). Needs root
+# for Dovecot. Writes tests/bench/results/store-summary.md.
+.PHONY: bench-store
+bench-store: $(BUILD)/picoimapd
+	$(Q)PICOIMAPD=$(abspath $(BUILD)/picoimapd) $(PYTHON) tests/bench/store_bench.py
+
+# MIME work on a 1 GB mailbox of generated real-world-shaped mail (about
+# 4 min, 4 GB of disk under /var/tmp): SEARCH TEXT of a word hidden in
+# decoded bodies, FETCH 1:10000 BODYSTRUCTURE, a 64 KiB partial fetch from
+# the middle of a 50 MB attachment, memory; picoimapd against Dovecot's
+# mbox and maildir, answers compared. MIME_BENCH_SIZE=100M MIME_BENCH_MSGS=2000
+# for a quick run. Needs root for Dovecot. Writes
+# tests/bench/results/mime-summary.md.
+.PHONY: bench-mime
+bench-mime: $(BUILD)/picoimapd
+	$(Q)PICOIMAPD=$(abspath $(BUILD)/picoimapd) $(PYTHON) tests/bench/mime_bench.py

@@ -441,25 +441,13 @@ static int check(int k, const char *what, uint64_t n)
     return 1;
 }
 
-int main(void)
+/* The whole sweep (reference, power cuts, faults) with the store's
+ * current settings. */
+static void sweep(int seeds, const char *how)
 {
     uint64_t ev[NSTEPS + 1] = { 0 }, calls[NSTEPS + 1] = { 0 };
-    int seeds = getenv("CRASH_SEEDS") ? atoi(getenv("CRASH_SEEDS")) : 1;
-    /* thousands of runs with real fsyncs: a RAM file system if there is one */
-    snprintf(root, sizeof root, "%s/test_crash.XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    if (!mkdtemp(root)) {
-        return 2;
-    }
     wipe();
-    st_clock_hook = fixed_clock;
-    st_ckpt_min = 1024;
-    st_compact_min_dead = 0;
-    big_len = 200 * 1024;
-    big = malloc(big_len);
-    for (size_t i = 0; i < big_len; i++) {
-        big[i] = (i % 80 == 78) ? '\r' : (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
-    }
+    printf("%s:\n", how);
 
     /* reference: the state after each step, and events per step */
     memset(&crash, 0, sizeof crash);
@@ -546,6 +534,33 @@ int main(void)
     printf("fault: %llu failing calls (%llu calls x EIO/ENOSPC), %d bad\n",
            (unsigned long long)points, (unsigned long long)calls[NSTEPS], bad);
     CHECK_EQ_INT(bad, 0);
+}
+
+int main(void)
+{
+    int seeds = getenv("CRASH_SEEDS") ? atoi(getenv("CRASH_SEEDS")) : 1;
+    /* thousands of runs with real fsyncs: a RAM file system if there is one */
+    snprintf(root, sizeof root, "%s/test_crash.XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    if (!mkdtemp(root)) {
+        return 2;
+    }
+    st_clock_hook = fixed_clock;
+    st_ckpt_min = 1024;
+    st_compact_min_dead = 0;
+    big_len = 200 * 1024;
+    big = malloc(big_len);
+    for (size_t i = 0; i < big_len; i++) {
+        big[i] = (i % 80 == 78) ? '\r' : (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
+    }
+    /* A reopen in one process finds the mailbox kept since its last close
+     * (refreshed) or, past the bound, loads it again: both under every
+     * power cut and failing call. */
+    sweep(seeds, "closed mailboxes kept");
+    unsigned keep = st_keep_closed_max;
+    st_keep_closed_max = 0;
+    sweep(seeds, "closed mailboxes freed");
+    st_keep_closed_max = keep;
     free(big);
     rmdir(root);
     return unit_done("test_store_crash");

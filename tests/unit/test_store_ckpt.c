@@ -1,0 +1,741 @@
+/* test_store_ckpt.c -- the checkpoint's MSGS block (format, round trip,
+ * damage, version 1 logs) and mailboxes kept in memory after their last
+ * close (reopen, outside changes, delete, rename, bounds). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "vfs.h"
+#include "st_int.h"
+#include "unit.h"
+
+static char root[256];
+
+static char *path_of(const char *user, const char *file)
+{
+    static char p[1024];
+    snprintf(p, sizeof p, "%s/%s/%s", root, user, file);
+    return p;
+}
+
+static uint8_t *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *len = 0;
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n + 1);
+    *len = fread(b, 1, (size_t)n, f);
+    fclose(f);
+    return b;
+}
+
+static void write_all(const char *path, const uint8_t *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(p, 1, n, f);
+        fclose(f);
+    }
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t le_n(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+/* One message with its own INTERNALDATE, zone and flags; its UID or 0. */
+static uint32_t put(st_box *b, int i, uint8_t flags)
+{
+    char m[96];
+    int l = snprintf(m, sizeof m, "Subject: message %d\r\n\r\nbody %d\r\n", i, i);
+    st_append *a;
+    uint32_t uid = 0;
+    int64_t idate = i % 7 == 3 ? -86400 * 400 - i : 1700000000 + i * 61;
+    int tz = i % 5 == 1 ? -570 : i * 15 % 840;
+    if (st_append_begin(b, idate, tz, flags, 0, (size_t)l, &a)) {
+        return 0;
+    }
+    if (st_append_data(a, m, (size_t)l) || st_append_end(a, &uid)) {
+        return 0;
+    }
+    return uid;
+}
+
+/* What the log's framing says, read independently of log.c: the records
+ * (by type) and every MSGS block's entries and checksum. */
+typedef struct walk {
+    int n_type[16];
+    uint32_t version;
+    uint32_t msgs;       /* entries in MSGS blocks */
+    uint16_t esize;
+    int crc_ok;          /* every block's CRC holds */
+    uint64_t end;        /* where the walk stopped */
+    const uint8_t *first; /* first entry of the first block */
+} walk;
+
+static void walk_log(const uint8_t *p, size_t n, walk *w)
+{
+    memset(w, 0, sizeof *w);
+    w->crc_ok = 1;
+    size_t i = 0;
+    while (i + REC_OVERHEAD <= n) {
+        size_t len = (size_t)p[i + 2] << 8 | p[i + 3];
+        if (i + len + REC_OVERHEAD > n || st_crc32(0, p + i, 4 + len) != be32(p + i + 4 + len)) {
+            break;
+        }
+        int type = p[i];
+        w->n_type[type & 15]++;
+        if (type == REC_HDR) {
+            w->version = be32(p + i + 8);
+        }
+        i += len + REC_OVERHEAD;
+        if (type == REC_MSGS) {
+            uint32_t count = be32(p + i - len - 4);
+            w->esize = (uint16_t)(p[i - len - 4 + 4] << 8 | p[i - len - 4 + 5]);
+            size_t bl = (size_t)count * w->esize;
+            if (i + bl + 4 > n) {
+                break;
+            }
+            if (!w->first) {
+                w->first = p + i;
+            }
+            w->crc_ok &= st_crc32(0, p + i, bl) == be32(p + i + bl);
+            w->msgs += count;
+            i += bl + 4;
+        }
+    }
+    w->end = i;
+}
+
+static int same_index(const st_box *b, const st_msg *want, uint32_t n)
+{
+    if (b->count != n) {
+        fprintf(stderr, "count %u, want %u\n", b->count, n);
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const st_msg *x = &b->msg[i], *y = &want[i];
+        if (x->uid != y->uid || x->size != y->size || x->off != y->off || x->dlen != y->dlen ||
+            x->flags != y->flags || x->tz != y->tz || x->idate != y->idate || x->kw != y->kw ||
+            x->modseq != y->modseq) {
+            fprintf(stderr, "entry %u (uid %u) differs\n", i, y->uid);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static st_msg *copy_index(const st_box *b)
+{
+    st_msg *m = malloc((size_t)b->count * sizeof *m + 1);
+    memcpy(m, b->msg, (size_t)b->count * sizeof *m);
+    return m;
+}
+
+/* Write a version 1 checkpoint of b (one APPEND record a message), as
+ * every store before the MSGS block has them, over its log. */
+static int write_v1(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    const st_vfs *v = b->s->vfs;
+    st_logw w = { 0 };
+    uint8_t p[ST_REC_MAX];
+    int r = v->open(v, b->log_path, ST_O_WRITE | ST_O_CREATE | ST_O_TRUNC, &w.f);
+    if (r) {
+        return r;
+    }
+    w.buf = malloc(ST_CHUNK);
+    st_put32(p, ST_LOG_MAGIC);
+    st_put32(p + 4, 1);
+    st_put32(p + 8, bx->uidvalidity);
+    st_logw_rec(&w, REC_HDR, p, 12);
+    for (unsigned i = 0; i < bx->nkw; i++) {
+        size_t l = strlen(bx->kw[i]);
+        p[0] = (uint8_t)i;
+        memcpy(p + 1, bx->kw[i], l);
+        st_logw_rec(&w, REC_KEYWORD, p, l + 1);
+    }
+    for (uint32_t i = 0; i < bx->count; i++) {
+        st_rec_append a;
+        memset(&a, 0, sizeof a);
+        a.m = bx->msg[i];
+        st_logw_rec(&w, REC_APPEND, p, st_rec_append_payload(p, &a));
+    }
+    st_logw_state(&w, bx, b->mbox_end);
+    st_logw_rec(&w, REC_MARK, p, 0);
+    st_logw_flush(&w);
+    r = w.err;
+    st_vclose(w.f);
+    free(w.buf);
+    return r;
+}
+
+static void test_round_trip(void)
+{
+    st_store *s;
+    st_box *b;
+    uint64_t keep_min = st_ckpt_min;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "rt"), 0);
+    CHECK_EQ_INT(st_box_open(s, "rt", "INBOX", &b), 0);
+    for (int i = 0; i < 400; i++) {
+        CHECK(put(b, i, (uint8_t)(i % 32)) == (uint32_t)i + 1);
+    }
+    int k0 = st_keyword(b, "$Junk", 5, 1), k1 = st_keyword(b, "work", 4, 1);
+    CHECK(k0 >= 0 && k1 >= 0);
+    for (uint32_t i = 0; i < 400; i += 3) {
+        CHECK_EQ_INT(st_set_flags(b, i, ST_F_SEEN, (uint64_t)1 << (i % 2 ? k1 : k0)), 0);
+    }
+    for (uint32_t i = 5; i < 400; i += 50) {
+        CHECK_EQ_INT(st_expunge(b, i), 0);
+    }
+    /* the first commit of a log without a checkpoint writes one */
+    st_ckpt_min = 1024;
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_ckpt_min = keep_min;
+    st_box_purge_only(b);
+    uint32_t n = b->count, uidv = b->uidvalidity, uidnext = b->uidnext;
+    uint64_t hms = b->highestmodseq;
+    CHECK_EQ_INT(n, 392);
+    st_msg *want = copy_index(b);
+    uint64_t mend = ((stbox *)b)->mbox_end;
+    st_box_close(b);
+    st_store_close(s);
+
+    /* the file as documented: HDR version 2, keywords, one MSGS block of
+     * 48-byte little-endian entries with its CRC, STATE, MARK; no APPEND */
+    size_t len;
+    uint8_t *log = read_all(path_of("rt", ".INBOX.state"), &len);
+    walk w;
+    walk_log(log, len, &w);
+    CHECK_EQ_INT(w.end, len);
+    CHECK_EQ_INT(w.version, 2);
+    CHECK_EQ_INT(w.n_type[REC_HDR], 1);
+    CHECK_EQ_INT(w.n_type[REC_KEYWORD], 2);
+    CHECK_EQ_INT(w.n_type[REC_MSGS], 1);
+    CHECK_EQ_INT(w.n_type[REC_APPEND], 0);
+    CHECK_EQ_INT(w.n_type[REC_STATE], 1);
+    CHECK_EQ_INT(w.n_type[REC_MARK], 1);
+    CHECK_EQ_INT(w.msgs, n);
+    CHECK_EQ_INT(w.esize, ST_MSGS_ENTRY);
+    CHECK(w.crc_ok);
+    /* byte for byte, whatever the host's order: entry of uid 4 (i = 3) */
+    const uint8_t *e = w.first + 3 * ST_MSGS_ENTRY;
+    CHECK_EQ_INT(le_n(e, 4), want[3].uid);
+    CHECK_EQ_INT(le_n(e + 4, 4), want[3].size);
+    CHECK_EQ_INT(le_n(e + 8, 8), want[3].off);
+    CHECK_EQ_INT(le_n(e + 16, 4), want[3].dlen);
+    CHECK_EQ_INT(e[20], want[3].flags);
+    CHECK_EQ_INT(e[21], 0);
+    CHECK_EQ_INT((int16_t)le_n(e + 22, 2), want[3].tz);
+    CHECK_EQ_INT((int64_t)le_n(e + 24, 8), -86400 * 400 - 3);
+    CHECK_EQ_INT(le_n(e + 32, 8), want[3].kw);
+    CHECK_EQ_INT(le_n(e + 40, 8), want[3].modseq);
+    CHECK_EQ_INT((int16_t)le_n(w.first + 1 * ST_MSGS_ENTRY + 22, 2), -570);
+
+    /* a restart reads the same index back */
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "rt", "INBOX", &b), 0);
+    CHECK(same_index(b, want, n));
+    CHECK_EQ_INT(b->uidvalidity, uidv);
+    CHECK_EQ_INT(b->uidnext, uidnext);
+    CHECK_EQ_INT(b->highestmodseq, hms);
+    CHECK_EQ_INT(b->nkw, 2);
+    CHECK_EQ_STR(b->kw[k1], "work");
+    CHECK_EQ_INT(((stbox *)b)->mbox_end, mend);
+    CHECK_EQ_INT(((stbox *)b)->ckpt_size + 40, len); /* block, then STATE and MARK */
+    /* records after the checkpoint apply on top of it */
+    CHECK(put(b, 1000, ST_F_FLAGGED) == uidnext);
+    CHECK_EQ_INT(st_set_flags(b, 0, ST_F_ANSWERED, 0), 0);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_box_close(b);
+    st_store_close(s);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "rt", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, n + 1);
+    CHECK_EQ_INT(b->msg[n].uid, uidnext);
+    CHECK_EQ_INT(b->msg[n].flags, ST_F_FLAGGED);
+    CHECK_EQ_INT(b->msg[0].flags, ST_F_ANSWERED);
+    CHECK_EQ_INT(b->msg[1].kw, want[1].kw);
+    st_box_close(b);
+    st_store_close(s);
+
+    /* the reader alone: the block comes back decoded, in order */
+    const st_vfs *v = st_vfs_posix();
+    st_file *f;
+    CHECK_EQ_INT(v->open(v, path_of("rt", ".INBOX.state"), ST_O_READ, &f), 0);
+    st_logrd rd;
+    st_logrd_init(&rd, f, 0, len);
+    rd.want_msgs = 1;
+    int type, got = 0;
+    const uint8_t *p;
+    size_t plen;
+    uint64_t off;
+    while (st_logrd_next(&rd, &type, &p, &plen, &off) == 1) {
+        if (type == REC_MSGS) {
+            uint32_t cnt;
+            st_msg *m = st_logrd_take_msgs(&rd, &cnt);
+            got = m && cnt == n;
+            for (uint32_t i = 0; got && i < n; i++) {
+                got = m[i].uid == want[i].uid && m[i].off == want[i].off && m[i].idate == want[i].idate;
+            }
+            free(m);
+        }
+    }
+    CHECK(got);
+    st_logrd_free(&rd);
+    st_vclose(f);
+    free(log);
+    free(want);
+}
+
+/* The same bytes on every host: a block written from a known index is
+ * compared with the bytes spelled out here (entries little-endian, the
+ * frame and the block's CRC big-endian). Run on big-endian MIPS too
+ * (make test-endian). */
+static void test_golden(void)
+{
+    st_msg m[2];
+    st_box bx;
+    memset(m, 0, sizeof m);
+    memset(&bx, 0, sizeof bx);
+    m[0].uid = 0x01020304;
+    m[0].size = 0x0a0b0c0d;
+    m[0].off = 0x1122334455667788ull;
+    m[0].dlen = 0x99aabbcc;
+    m[0].flags = ST_F_SEEN | ST_F_DRAFT;
+    m[0].tz = -570; /* 0xfdc6 */
+    m[0].idate = -2;
+    m[0].kw = 0x8000000000000001ull;
+    m[0].modseq = 0x0102030405060708ull;
+    m[1] = m[0];
+    m[1].uid = 0x01020305;
+    m[1].flags = ST_F_EXPUNGED; /* left out */
+    bx.msg = m;
+    bx.count = 2;
+    static const uint8_t want_entry[ST_MSGS_ENTRY] = {
+        0x04, 0x03, 0x02, 0x01, 0x0d, 0x0c, 0x0b, 0x0a,
+        0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,
+        0xcc, 0xbb, 0xaa, 0x99, 0x11, 0x00, 0xc6, 0xfd,
+        0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80,
+        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+    };
+    uint8_t want[8 + 8 + ST_MSGS_ENTRY + 4];
+    /* frame: type 10, 0, len 8 | count 1 | entry size 48 | 0 | crc */
+    static const uint8_t frame[12] = { 10, 0, 0, 8, 0, 0, 0, 1, 0, 48, 0, 0 };
+    memcpy(want, frame, 12);
+    st_put32(want + 12, st_crc32(0, want, 12));
+    memcpy(want + 16, want_entry, ST_MSGS_ENTRY);
+    st_put32(want + 16 + ST_MSGS_ENTRY, st_crc32(0, want_entry, ST_MSGS_ENTRY));
+
+    const st_vfs *v = st_vfs_posix();
+    st_logw w = { 0 };
+    char path[300];
+    snprintf(path, sizeof path, "%s/golden", root);
+    CHECK_EQ_INT(v->open(v, path, ST_O_WRITE | ST_O_CREATE | ST_O_TRUNC, &w.f), 0);
+    w.buf = malloc(ST_CHUNK);
+    st_logw_msgs(&w, &bx, NULL);
+    st_logw_flush(&w);
+    CHECK_EQ_INT(w.err, 0);
+    st_vclose(w.f);
+    free(w.buf);
+    size_t len;
+    uint8_t *got = read_all(path, &len);
+    CHECK_EQ_INT(len, sizeof want);
+    CHECK(got && len == sizeof want && memcmp(got, want, len) == 0);
+
+    /* and it reads back as the one live entry */
+    st_file *f;
+    CHECK_EQ_INT(v->open(v, path, ST_O_READ, &f), 0);
+    st_logrd rd;
+    st_logrd_init(&rd, f, 0, len);
+    rd.want_msgs = 1;
+    int type;
+    const uint8_t *p;
+    size_t plen;
+    uint64_t off;
+    CHECK_EQ_INT(st_logrd_next(&rd, &type, &p, &plen, &off), 1);
+    CHECK_EQ_INT(type, REC_MSGS);
+    uint32_t n;
+    st_msg *back = st_logrd_take_msgs(&rd, &n);
+    CHECK_EQ_INT(n, 1);
+    CHECK(back && memcmp(&back[0].uid, &m[0].uid, 4) == 0 && back[0].off == m[0].off &&
+          back[0].tz == -570 && back[0].idate == -2 && back[0].kw == m[0].kw &&
+          back[0].modseq == m[0].modseq && back[0].flags == m[0].flags && back[0].dlen == m[0].dlen &&
+          back[0].size == m[0].size);
+    free(back);
+    CHECK_EQ_INT(st_logrd_next(&rd, &type, &p, &plen, &off), 0);
+    st_logrd_free(&rd);
+    /* a reader that does not want the entries (QRESYNC's scan, recovery)
+     * gets none, but the block is checked all the same */
+    st_logrd_init(&rd, f, 0, len);
+    CHECK_EQ_INT(st_logrd_next(&rd, &type, &p, &plen, &off), 1);
+    back = st_logrd_take_msgs(&rd, &n);
+    CHECK(back == NULL && n == 0);
+    st_logrd_free(&rd);
+    st_vclose(f);
+    got[16 + 30] ^= 1;
+    write_all(path, got, len);
+    CHECK_EQ_INT(v->open(v, path, ST_O_READ, &f), 0);
+    st_logrd_init(&rd, f, 0, len);
+    CHECK_EQ_INT(st_logrd_next(&rd, &type, &p, &plen, &off), ST_ECORRUPT);
+    CHECK_EQ_INT(off, 0);
+    CHECK(rd.bad_msgs);
+    st_logrd_free(&rd);
+    st_vclose(f);
+    free(got);
+}
+
+static int notes_seen;
+static void note(void *ctx, const char *user, const char *box, const char *what)
+{
+    (void)ctx;
+    (void)user;
+    (void)box;
+    if (strstr(what, "checkpoint is damaged")) {
+        notes_seen++;
+    }
+}
+
+/* A damaged block (cut short, or a flipped byte) is rejected as a whole:
+ * the log is rebuilt from the mbox under the same UIDVALIDITY, the UIDs
+ * from X-UID, and not one mbox byte is cut. */
+static void test_torn_block(void)
+{
+    uint64_t keep_min = st_ckpt_min;
+    st_store *s;
+    st_box *b;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "torn"), 0);
+    CHECK_EQ_INT(st_box_open(s, "torn", "INBOX", &b), 0);
+    for (int i = 0; i < 300; i++) {
+        CHECK(put(b, i, i % 3 ? 0 : ST_F_SEEN) == (uint32_t)i + 1);
+    }
+    st_ckpt_min = 1024;
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_ckpt_min = keep_min;
+    uint32_t uidv = b->uidvalidity;
+    st_msg *want = copy_index(b);
+    st_box_close(b);
+    st_store_close(s);
+    size_t len, mlen;
+    uint8_t *log = read_all(path_of("torn", ".INBOX.state"), &len);
+    free(read_all(path_of("torn", "INBOX"), &mlen));
+    walk w;
+    walk_log(log, len, &w);
+    CHECK_EQ_INT(w.msgs, 300);
+    size_t at = (size_t)(w.first - log); /* the block's first byte */
+
+    /* the reader: a short block is ST_ECORRUPT at the MSGS record */
+    const st_vfs *v = st_vfs_posix();
+    st_file *f;
+    write_all(path_of("torn", ".INBOX.state"), log, at + 100 * ST_MSGS_ENTRY + 5);
+    CHECK_EQ_INT(v->open(v, path_of("torn", ".INBOX.state"), ST_O_READ, &f), 0);
+    st_logrd rd;
+    st_logrd_init(&rd, f, 0, at + 100 * ST_MSGS_ENTRY + 5);
+    int type, r;
+    const uint8_t *p;
+    size_t plen;
+    uint64_t off, last = 0;
+    while ((r = st_logrd_next(&rd, &type, &p, &plen, &off)) == 1) {
+        last = off;
+    }
+    CHECK_EQ_INT(r, ST_ECORRUPT);
+    CHECK(rd.bad_msgs);
+    CHECK_EQ_INT(off, at - REC_OVERHEAD - 8);
+    CHECK(last < off);
+    st_logrd_free(&rd);
+    st_vclose(f);
+
+    for (int round = 0; round < 2; round++) {
+        if (round == 0) {
+            /* cut in the middle of the block */
+            write_all(path_of("torn", ".INBOX.state"), log, at + 100 * ST_MSGS_ENTRY + 5);
+        } else {
+            /* the whole file, one byte of entry 200 flipped */
+            uint8_t *bad = malloc(len);
+            memcpy(bad, log, len);
+            bad[at + 200 * ST_MSGS_ENTRY + 9] ^= 0x40;
+            write_all(path_of("torn", ".INBOX.state"), bad, len);
+            free(bad);
+        }
+        notes_seen = 0;
+        CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+        s->note = note;
+        CHECK_EQ_INT(st_box_open(s, "torn", "INBOX", &b), 0);
+        CHECK_EQ_INT(notes_seen, 1);
+        CHECK_EQ_INT(b->uidvalidity, uidv);
+        CHECK_EQ_INT(b->count, 300);
+        int ok = b->count == 300;
+        for (uint32_t i = 0; ok && i < 300; i++) {
+            ok = b->msg[i].uid == want[i].uid && b->msg[i].off == want[i].off &&
+                 b->msg[i].dlen == want[i].dlen && b->msg[i].flags == want[i].flags;
+        }
+        CHECK(ok);
+        CHECK_EQ_INT(b->uidnext, 301);
+        st_box_close(b);
+        st_store_close(s);
+        size_t mlen2;
+        free(read_all(path_of("torn", "INBOX"), &mlen2));
+        CHECK_EQ_INT(mlen2, mlen);
+        /* the rebuilt log is whole and opens without a repair */
+        notes_seen = 0;
+        CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+        s->note = note;
+        CHECK_EQ_INT(st_box_open(s, "torn", "INBOX", &b), 0);
+        CHECK_EQ_INT(notes_seen, 0);
+        CHECK_EQ_INT(b->count, 300);
+        st_box_close(b);
+        st_store_close(s);
+    }
+    free(log);
+    free(want);
+}
+
+/* A version 1 log (one APPEND record a message) opens as before, and its
+ * first commit past the size floor rewrites it with a MSGS block. */
+static void test_old_format(void)
+{
+    uint64_t keep_min = st_ckpt_min;
+    st_store *s;
+    st_box *b;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "old"), 0);
+    CHECK_EQ_INT(st_box_open(s, "old", "INBOX", &b), 0);
+    for (int i = 0; i < 200; i++) {
+        CHECK(put(b, i, (uint8_t)(i % 32)) == (uint32_t)i + 1);
+    }
+    int k = st_keyword(b, "Later", 5, 1);
+    CHECK_EQ_INT(st_set_flags(b, 7, ST_F_DRAFT, (uint64_t)1 << k), 0);
+    CHECK_EQ_INT(st_expunge(b, 9), 0);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_box_purge_only(b);
+    CHECK_EQ_INT(b->count, 199);
+    st_msg *want = copy_index(b);
+    uint32_t uidv = b->uidvalidity, uidnext = b->uidnext;
+    uint64_t hms = b->highestmodseq;
+    CHECK_EQ_INT(st_box_lock((stbox *)b), 0);
+    CHECK_EQ_INT(write_v1(b), 0);
+    st_box_unlock((stbox *)b);
+    st_box_close(b);
+    st_store_close(s);
+
+    size_t len;
+    uint8_t *log = read_all(path_of("old", ".INBOX.state"), &len);
+    walk w;
+    walk_log(log, len, &w);
+    CHECK_EQ_INT(w.version, 1);
+    CHECK_EQ_INT(w.n_type[REC_APPEND], 199);
+    CHECK_EQ_INT(w.n_type[REC_MSGS], 0);
+    free(log);
+
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "old", "INBOX", &b), 0);
+    CHECK(same_index(b, want, 199));
+    CHECK_EQ_INT(b->uidvalidity, uidv);
+    CHECK_EQ_INT(b->uidnext, uidnext);
+    CHECK_EQ_INT(b->highestmodseq, hms);
+    CHECK_EQ_STR(b->kw[k], "Later");
+    CHECK_EQ_INT(((stbox *)b)->ckpt_size, 0);
+    /* a flag change: the commit converts the log */
+    st_ckpt_min = 1024;
+    CHECK_EQ_INT(st_set_flags(b, 0, ST_F_SEEN, 0), 0);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_ckpt_min = keep_min;
+    want[0].flags = ST_F_SEEN;
+    want[0].modseq = b->msg[0].modseq;
+    st_box_close(b);
+    st_store_close(s);
+    log = read_all(path_of("old", ".INBOX.state"), &len);
+    walk_log(log, len, &w);
+    CHECK_EQ_INT(w.version, 2);
+    CHECK_EQ_INT(w.n_type[REC_APPEND], 0);
+    CHECK_EQ_INT(w.n_type[REC_MSGS], 1);
+    CHECK_EQ_INT(w.msgs, 199);
+    free(log);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "old", "INBOX", &b), 0);
+    CHECK(same_index(b, want, 199));
+    st_box_close(b);
+    st_store_close(s);
+    free(want);
+}
+
+static unsigned kept(st_store *s)
+{
+    unsigned n = 0;
+    for (stbox *b = s->boxes; b; b = b->next) {
+        n += b->closed_seq != 0;
+    }
+    return n;
+}
+
+static void test_keep_closed(void)
+{
+    st_store *s, *o;
+    st_box *b, *x;
+    st_vfs_counters *vc = st_vfs_posix_counters();
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "kc"), 0);
+    CHECK_EQ_INT(st_mailbox_create(s, "kc", "A"), 0);
+    CHECK_EQ_INT(st_box_open(s, "kc", "A", &b), 0);
+    for (int i = 0; i < 20; i++) {
+        CHECK(put(b, i, 0) == (uint32_t)i + 1);
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_box_close(b);
+    CHECK_EQ_INT(kept(s), 1);
+    CHECK(st_find_open(s, "kc", "A") == NULL); /* not open, only kept */
+
+    /* nothing changed: the same index, the log not read again */
+    uint64_t rd0 = vc->bytes_read;
+    CHECK_EQ_INT(st_box_open(s, "kc", "A", &x), 0);
+    CHECK(x == b);
+    CHECK_EQ_INT(x->count, 20);
+    CHECK(vc->bytes_read - rd0 <= ST_FP_LEN);
+    CHECK_EQ_INT(kept(s), 0);
+    st_box_close(x);
+
+    /* another process appends, flags, expunges while it is kept */
+    CHECK_EQ_INT(st_store_open(&o, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(o, "kc", "A", &x), 0);
+    CHECK(put(x, 100, 0) == 21);
+    CHECK_EQ_INT(st_set_flags(x, 2, ST_F_FLAGGED, 0), 0);
+    CHECK_EQ_INT(st_expunge(x, 4), 0);
+    CHECK_EQ_INT(st_box_commit(x), 0);
+    st_box_close(x);
+    CHECK_EQ_INT(st_box_open(s, "kc", "A", &b), 0);
+    CHECK_EQ_INT(b->count, 20);
+    CHECK_EQ_INT(b->msg[19].uid, 21);
+    CHECK_EQ_INT(b->msg[2].flags, ST_F_FLAGGED);
+    CHECK_EQ_INT(b->msg[4].uid, 6); /* uid 5 is gone, not just marked */
+    st_box_close(b);
+
+    /* ... compacts it (a new mbox and log) */
+    st_store_set_compact_ratio(o, 0);
+    CHECK_EQ_INT(st_box_open(o, "kc", "A", &x), 0);
+    CHECK_EQ_INT(st_expunge(x, 0), 0);
+    CHECK_EQ_INT(st_box_commit(x), 0);
+    st_box_purge_only(x);
+    CHECK_EQ_INT(st_box_compact(x), 0);
+    st_box_close(x);
+    CHECK_EQ_INT(st_box_open(s, "kc", "A", &b), 0);
+    CHECK_EQ_INT(b->count, 19);
+    CHECK_EQ_INT(b->msg[0].uid, 2);
+    /* its bytes are read from the new file */
+    st_reader rr;
+    char buf[256];
+    CHECK_EQ_INT(st_reader_open(&rr, b, 0), 0);
+    long got = st_reader_read(&rr, buf, sizeof buf - 1);
+    st_reader_close(&rr);
+    CHECK(got > 0);
+    buf[got > 0 ? got : 0] = 0;
+    CHECK(strstr(buf, "Subject: message 1\r\n") != NULL);
+    st_box_close(b);
+
+    /* ... deletes it and makes a new one of the same name */
+    CHECK_EQ_INT(st_mailbox_delete(o, "kc", "A"), 0);
+    CHECK_EQ_INT(st_mailbox_create(o, "kc", "A"), 0);
+    CHECK_EQ_INT(st_box_open(o, "kc", "A", &x), 0);
+    CHECK(put(x, 7, 0) == 1);
+    CHECK_EQ_INT(st_box_commit(x), 0);
+    uint32_t uidv2 = x->uidvalidity;
+    st_box_close(x);
+    CHECK_EQ_INT(st_box_open(s, "kc", "A", &b), 0);
+    CHECK_EQ_INT(b->uidvalidity, uidv2);
+    CHECK_EQ_INT(b->count, 1);
+    CHECK(!b->deleted);
+    st_box_close(b);
+
+    /* ... deletes it: the reopen fails as a first open would */
+    CHECK_EQ_INT(st_mailbox_delete(o, "kc", "A"), 0);
+    CHECK_EQ_INT(st_box_open(s, "kc", "A", &b), ST_ENOENT);
+    CHECK_EQ_INT(kept(s), 0);
+    st_store_close(o);
+
+    /* deleted or renamed here: the kept index goes with the name */
+    CHECK_EQ_INT(st_mailbox_create(s, "kc", "B"), 0);
+    CHECK_EQ_INT(st_box_open(s, "kc", "B", &b), 0);
+    CHECK(put(b, 1, 0) == 1);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_box_close(b);
+    CHECK_EQ_INT(kept(s), 1);
+    CHECK_EQ_INT(st_mailbox_rename(s, "kc", "B", "C"), 0);
+    CHECK_EQ_INT(kept(s), 0);
+    CHECK_EQ_INT(st_box_open(s, "kc", "B", &b), ST_ENOENT);
+    CHECK_EQ_INT(st_box_open(s, "kc", "C", &b), 0);
+    CHECK_EQ_INT(b->count, 1);
+    st_box_close(b);
+    CHECK_EQ_INT(kept(s), 1);
+    CHECK_EQ_INT(st_mailbox_delete(s, "kc", "C"), 0);
+    CHECK_EQ_INT(kept(s), 0);
+
+    /* bounds: the least recently closed go first */
+    unsigned keep_max = st_keep_closed_max;
+    uint64_t keep_bytes = st_keep_closed_bytes;
+    st_keep_closed_max = 2;
+    const char *names[3] = { "D", "E", "F" };
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(st_mailbox_create(s, "kc", names[i]), 0);
+        CHECK_EQ_INT(st_box_open(s, "kc", names[i], &b), 0);
+        CHECK(put(b, i, 0) == 1);
+        CHECK_EQ_INT(st_box_commit(b), 0);
+        st_box_close(b);
+    }
+    CHECK_EQ_INT(kept(s), 2);
+    int have[3] = { 0, 0, 0 };
+    for (stbox *k = s->boxes; k; k = k->next) {
+        for (int i = 0; i < 3; i++) {
+            have[i] |= k->closed_seq && strcmp(k->pub.name, names[i]) == 0;
+        }
+    }
+    CHECK(!have[0] && have[1] && have[2]);
+    st_keep_closed_bytes = 1; /* nothing fits */
+    CHECK_EQ_INT(st_box_open(s, "kc", "E", &b), 0);
+    st_box_close(b);
+    CHECK_EQ_INT(kept(s), 0);
+    st_keep_closed_max = 0;
+    st_keep_closed_bytes = keep_bytes;
+    CHECK_EQ_INT(st_box_open(s, "kc", "E", &b), 0);
+    st_box_close(b);
+    CHECK_EQ_INT(kept(s), 0);
+    st_keep_closed_max = keep_max;
+    st_store_close(s);
+}
+
+int main(void)
+{
+    snprintf(root, sizeof root, "/tmp/test_store_ckpt.XXXXXX");
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    test_golden();
+    test_round_trip();
+    test_torn_block();
+    test_old_format();
+    test_keep_closed();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (unit_fail == 0 && system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", root);
+    }
+    return unit_done("test_store_ckpt");
+}
