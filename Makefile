@@ -48,9 +48,13 @@ include board/port.mk
 # mbedTLS is linked only when the generated header says CONFIG_TLS 1
 # (tls_mbedtls.c compiles to nothing otherwise). Read from config.h, not
 # .config, so an old .config without the symbol still links right.
-TLS_LIBS     = $(if $(shell grep -s '^\#define CONFIG_TLS 1$$' $(CONFIG_H)),-lmbedtls -lmbedx509 -lmbedcrypto)
+# Both libraries are linked from their static archives (-l:lib*.a; Debian's
+# -dev packages ship them) so that the binary needs nothing at run time but
+# libc, which stays dynamic on the host. Board builds are fully static and
+# set their own TLS_LIBS/Z_LIBS in board/boards.mk.
+TLS_LIBS     = $(if $(shell grep -s '^\#define CONFIG_TLS 1$$' $(CONFIG_H)),-l:libmbedtls.a -l:libmbedx509.a -l:libmbedcrypto.a)
 # zlib only when COMPRESS=DEFLATE is built.
-Z_LIBS       = $(if $(shell grep -s '^\#define CONFIG_EXT_COMPRESS 1$$' $(CONFIG_H)),-lz)
+Z_LIBS       = $(if $(shell grep -s '^\#define CONFIG_EXT_COMPRESS 1$$' $(CONFIG_H)),-l:libz.a)
 LIB_SRC     := $(CORE_SRC) $(STORAGE_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
 PORT_OBJ    := $(PORT_SRC:%.c=$(BUILD)/%.o)

@@ -30,6 +30,9 @@ int cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, s
     cfg->tls_handshake_timeout = CONFIG_TLS_HANDSHAKE_TIMEOUT;
     cfg->compact_permille = 300;
     cfg->special_folders = 1;
+    /* owner and group may connect: with lmtp_group = postfix that is the
+     * MTA and nobody else (connecting needs write permission) */
+    cfg->lmtp_mode = 0660;
     int lineno = 0;
     const char *p = text;
     while (*p) {
@@ -141,7 +144,31 @@ int cfg_parse(imap_cfg *cfg, const char *text, const char *basedir, char *err, s
                 snprintf(err, errlen, "line %d: too many lmtp lines", lineno);
                 return -1;
             }
-            cfg->lmtp[cfg->nlmtp++] = xstrdup(v);
+            if (strncmp(v, "unix:", 5) == 0) {
+                /* a relative socket path is relative to the config file too */
+                char *path = path_join(basedir, v + 5);
+                dbuf b = {0};
+                dbuf_printf(&b, "unix:%s", path);
+                free(path);
+                cfg->lmtp[cfg->nlmtp++] = b.p;
+            } else {
+                cfg->lmtp[cfg->nlmtp++] = xstrdup(v);
+            }
+        } else if (strcmp(k, "lmtp_mode") == 0) {
+            /* octal, as chmod takes it: 0660, 660, 0666 */
+            unsigned m = 0;
+            const char *q = v;
+            while (*q >= '0' && *q <= '7' && m <= 07777) {
+                m = m * 8 + (unsigned)(*q++ - '0');
+            }
+            if (q == v || *q || m > 07777) {
+                snprintf(err, errlen, "line %d: lmtp_mode: expected octal permission bits (0660)", lineno);
+                return -1;
+            }
+            cfg->lmtp_mode = m;
+        } else if (strcmp(k, "lmtp_group") == 0) {
+            free(cfg->lmtp_group);
+            cfg->lmtp_group = xstrdup(v);
         } else if (strcmp(k, "quota") == 0) {
             /* bytes, or with a K/M/G suffix (powers of 1024) */
             size_t vl = strlen(v), sh = 0;
@@ -234,5 +261,6 @@ void cfg_free(imap_cfg *cfg)
     for (unsigned i = 0; i < cfg->nlmtp; i++) {
         free(cfg->lmtp[i]);
     }
+    free(cfg->lmtp_group);
     memset(cfg, 0, sizeof *cfg);
 }

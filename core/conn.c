@@ -12,6 +12,7 @@
  * read and its command is not resumed until the client reads.
  */
 #include "imap.h"
+#include "mime.h"
 #include "lmtp.h"
 #include "view.h"
 #include "compress.h"
@@ -125,8 +126,9 @@ void out_nstring(imap_conn *c, const char *s, size_t n)
 
 void out_mailbox(imap_conn *c, const char *name)
 {
-    if (CONFIG_EXT_UTF8_ACCEPT && (c->ext_on & EXT_UTF8)) {
-        /* RFC 6855: after ENABLE UTF8=ACCEPT names go out as UTF-8. */
+    if (mailbox_utf8_names(c)) {
+        /* RFC 6855, 9051: after ENABLE UTF8=ACCEPT or IMAP4rev2 names go
+         * out as UTF-8. */
         char *u = mailbox_mutf7_to_utf8(name);
         if (u) {
             out_string(c, u, strlen(u));
@@ -488,10 +490,12 @@ static void conn_read(imap_conn *c)
     }
 }
 
-/* Resume the command in progress while there is room for its output. */
+/* Resume the command in progress while there is room for its output. A
+ * command that set wake_at (a long job done a slice per loop turn, e.g.
+ * FETCH parsing a big message) is resumed by the timer instead. */
 static void run_cont(imap_conn *c)
 {
-    while (c->cont && !c->closing && !out_full(c)) {
+    while (c->cont && !c->closing && !out_full(c) && !c->wake_at) {
         if (c->cont(c)) {
             c->cont = NULL;
         }
@@ -517,7 +521,7 @@ static void pump(imap_conn *c)
             }
         }
         conn_flush(c);
-        if (c->closing) {
+        if (c->closing || c->wake_at) {
             break;
         }
         if (c->cont && !out_full(c)) {
@@ -581,7 +585,7 @@ static void conn_update(imap_conn *c)
         return;
     }
     /* A paused command with room for output is resumed next turn. */
-    port_want(c->pc, wants_read(c), unsent || (c->cont && !c->closing));
+    port_want(c->pc, wants_read(c), unsent || (c->cont && !c->closing && !c->wake_at));
 }
 
 /* ---- group commit ---- */
@@ -841,6 +845,12 @@ static int listen_all(imap_cfg *cfg)
         int tls = !lmtp && i >= cfg->nlisten;
         const char *spec = lmtp ? cfg->lmtp[i - cfg->nlisten - cfg->nlisten_tls]
                          : tls ? cfg->listen_tls[i - cfg->nlisten] : cfg->listen[i];
+        if (lmtp && strncmp(spec, "unix:", 5) == 0) {
+            if (!port_listen_unix(spec + 5, cfg->lmtp_mode, cfg->lmtp_group, LISTEN_LMTP)) {
+                return -1;
+            }
+            continue;
+        }
         const char *colon = strrchr(spec, ':');
         if (!colon || (size_t)(colon - spec) >= sizeof host) {
             log_err("listen %s: expected host:port", spec);
@@ -920,6 +930,9 @@ static int timers(void)
                 conn_close(c, "too many failed logins");
             }
             imap_on_event(c, 0);
+            /* It may have set wake_at again (a job sliced over loop turns)
+             * and c may be gone: come back at once rather than look. */
+            next = now;
             c = nx;
             continue;
         }
@@ -998,6 +1011,8 @@ int imap_server_run(imap_cfg *cfg)
     }
     st_store_set_quota(srv.store, cfg->quota);
     st_store_set_compact_ratio(srv.store, cfg->compact_permille);
+    /* new messages are parsed as they arrive (mime.c, issue 4) */
+    mime_watch_appends(srv.store);
     while (port_poll(turn_end()) == 0) {
     }
     group_commit();

@@ -52,8 +52,10 @@ typedef struct imap_cfg {
     char    *chroot;           /* chroot here before dropping root */
     int      allow_root;       /* keep running as root (not advised) */
     int      special_folders;  /* new users get Drafts, Sent, Trash, Junk, Archive (default yes) */
-    char    *lmtp[4];          /* LMTP listeners: "host:port" (see core/lmtp.c) */
+    char    *lmtp[4];          /* LMTP listeners: "host:port" or "unix:/path" (see core/lmtp.c) */
     unsigned nlmtp;
+    unsigned lmtp_mode;        /* permission bits of unix: LMTP sockets (0660) */
+    char    *lmtp_group;       /* their group (the MTA's, e.g. postfix), or NULL */
     uint64_t quota;            /* per-user bytes of mail, 0 = none ("100M") */
     unsigned compact_permille; /* compact a mailbox when this share of it is
                                   expunged mail (compact_ratio = 0.3) */

@@ -9,6 +9,7 @@
  * 250 only after st_box_commit(): the message is durable.
  */
 #include "lmtp.h"
+#include "mime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,6 +293,8 @@ int tool_deliver(const imap_cfg *cfg, const char *user, const char *mailbox,
     }
     st_store_set_quota(s, cfg->quota);
     st_store_set_compact_ratio(s, cfg->compact_permille);
+    /* new messages are parsed as they arrive (mime.c, issue 4) */
+    mime_watch_appends(s);
     st_box *b = NULL;
     st_msgin *in = NULL;
     uint32_t uid = 0;

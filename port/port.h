@@ -38,6 +38,16 @@ typedef struct port_listener port_listener;
  * implicit TLS, LMTP). Returns NULL and logs on failure. */
 port_listener *port_listen(const char *addr, unsigned port, int kind);
 
+/* Listen on a UNIX-domain stream socket at `path` (LMTP from a local MTA:
+ * Postfix's `lmtp:unix:/path`). The socket file gets permission bits `mode`
+ * (connecting needs write permission) and, when `group` is not NULL, that
+ * group, so an MTA running as its own user (postfix) can connect while
+ * others cannot. Called before privileges are dropped. A socket file left
+ * by an earlier run (nothing accepts on it) is replaced; a live one, or a
+ * path that is not a socket, is an error. The file is removed at exit.
+ * Ports without UNIX-domain sockets (lwIP) log why and return NULL. */
+port_listener *port_listen_unix(const char *path, unsigned mode, const char *group, int kind);
+
 /* Read up to n bytes. Returns >0 bytes read, 0 if nothing is available now,
  * -1 if the connection is closed or failed. */
 long port_read(port_conn *c, void *buf, size_t n);

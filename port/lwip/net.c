@@ -334,6 +334,18 @@ port_listener *port_listen(const char *addr, unsigned port, int kind)
     return l;
 }
 
+/* lwIP is a TCP/IP stack only: there is no file system name space for a
+ * socket to live in, so a UNIX-domain listener cannot exist here. */
+port_listener *port_listen_unix(const char *path, unsigned mode, const char *group, int kind)
+{
+    (void)mode;
+    (void)group;
+    (void)kind;
+    log_err("listen unix:%s: UNIX-domain sockets are not available in the lwIP port; "
+            "use lmtp = host:port", path);
+    return NULL;
+}
+
 void port_set_ctx(port_conn *c, void *ctx)
 {
     c->ctx = ctx;

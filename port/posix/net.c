@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #if CONFIG_POSIX_EPOLL
 #include <sys/epoll.h>
 #endif
@@ -21,6 +24,9 @@
 struct port_listener {
     int fd;     /* listening socket */
     int kind;   /* handed to imap_on_accept */
+    char *path; /* UNIX-domain socket file, removed at exit; NULL for TCP */
+    dev_t dev;  /* identity of that file as we made it, so that exit never */
+    ino_t ino;  /* removes a socket a newer instance has put there */
 };
 
 struct port_conn {
@@ -160,6 +166,132 @@ port_listener *port_listen(const char *addr, unsigned port, int kind)
     return l;
 }
 
+/* Remove our UNIX-domain socket files at exit (after SIGTERM's drain).
+ * Best effort: after the privilege drop the directory may no longer be
+ * writable for us, and then the next start replaces the stale file. */
+static void unlink_sockets(void)
+{
+    for (unsigned i = 0; i < nlisteners; i++) {
+        port_listener *l = listeners[i];
+        struct stat st;
+        if (l->path && lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino &&
+            unlink(l->path) < 0) {
+            log_debug("unlink %s: %s", l->path, strerror(errno));
+        }
+    }
+}
+
+/* A socket file at path that nothing accepts on is left over from a run
+ * that did not exit cleanly: remove it. Returns 0 when the path is free. */
+static int clear_stale_socket(const char *path, const struct sockaddr_un *sa)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        log_err("listen unix:%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        /* a typo in the config must not delete a file */
+        log_err("listen unix:%s: exists and is not a socket", path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        log_err("socket: %s", strerror(errno));
+        return -1;
+    }
+    int live = connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0;
+    int err = errno;
+    close(fd);
+    if (live || (err != ECONNREFUSED && err != ENOENT)) {
+        log_err("listen unix:%s: %s", path, live ? "in use by another process" : strerror(err));
+        return -1;
+    }
+    if (unlink(path) < 0 && errno != ENOENT) {
+        log_err("listen unix:%s: removing the stale socket: %s", path, strerror(errno));
+        return -1;
+    }
+    log_info("replaced the stale socket %s", path);
+    return 0;
+}
+
+port_listener *port_listen_unix(const char *path, unsigned mode, const char *group, int kind)
+{
+    static int hooked;
+    setup_signals();
+    if (nlisteners >= sizeof listeners / sizeof listeners[0]) {
+        log_err("too many listeners");
+        return NULL;
+    }
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path) {
+        log_err("listen unix:%s: path longer than %zu bytes", path, sizeof sa.sun_path - 1);
+        return NULL;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    gid_t gid = (gid_t)-1;
+    if (group) {
+        struct group *gr = getgrnam(group);
+        if (!gr) {
+            log_err("listen unix:%s: unknown group %s", path, group);
+            return NULL;
+        }
+        gid = gr->gr_gid;
+    }
+    if (clear_stale_socket(path, &sa) < 0) {
+        return NULL;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        log_err("socket: %s", strerror(errno));
+        return NULL;
+    }
+    /* bind() makes the file with the umask's bits; chmod/chown before
+     * listen() so nobody can connect while the bits are still the umask's */
+    struct stat st;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        log_err("listen unix:%s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (chmod(path, (mode_t)mode) < 0 || (group && chown(path, (uid_t)-1, gid) < 0) ||
+        lstat(path, &st) < 0 || listen(fd, 128) < 0 || set_nonblock(fd) < 0) {
+        log_err("listen unix:%s: %s", path, strerror(errno));
+        unlink(path);
+        close(fd);
+        return NULL;
+    }
+    port_listener *l = calloc(1, sizeof *l);
+    char *p = l ? strdup(path) : NULL;
+    if (!p) {
+        free(l);
+        unlink(path);
+        close(fd);
+        return NULL;
+    }
+    l->fd = fd;
+    l->kind = kind;
+    l->path = p;
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+    listeners[nlisteners++] = l;
+#if CONFIG_POSIX_EPOLL
+    ep_add(fd, nlisteners, NULL);
+#endif
+    if (!hooked) {
+        hooked = 1;
+        atexit(unlink_sockets);
+    }
+    log_info("listening on unix:%s (mode %04o%s%s)", path, mode, group ? ", group " : "",
+             group ? group : "");
+    return l;
+}
+
 static void accept_all(port_listener *l)
 {
     for (;;) {
@@ -278,6 +410,8 @@ void port_peer(port_conn *c, char *buf, size_t n)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&c->peer)->sin_addr, buf, (socklen_t)n);
     } else if (c->peer.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&c->peer)->sin6_addr, buf, (socklen_t)n);
+    } else if (c->peer.ss_family == AF_UNIX) {
+        snprintf(buf, n, "local");
     } else {
         snprintf(buf, n, "unknown");
     }
@@ -293,7 +427,8 @@ int port_peer_is_loopback(port_conn *c)
         return IN6_IS_ADDR_LOOPBACK(a) ||
                (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
     }
-    return 0;
+    /* a UNIX-domain peer is on this host, as trusted as loopback */
+    return c->peer.ss_family == AF_UNIX;
 }
 
 #if CONFIG_POSIX_EPOLL

@@ -12,6 +12,12 @@ __attribute__((weak)) port_listener *port_listen(const char *addr, unsigned port
     return NULL;
 }
 
+__attribute__((weak)) port_listener *port_listen_unix(const char *path, unsigned mode,
+                                                      const char *group, int kind)
+{
+    return NULL;
+}
+
 __attribute__((weak)) long port_read(port_conn *c, void *buf, size_t n)
 {
     return -1;

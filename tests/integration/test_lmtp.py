@@ -77,3 +77,56 @@ def test_lmtp_per_recipient_quota(server_factory):
     typ, data = c.select("INBOX")
     assert int(data[0]) == 1
     c.logout()
+
+
+def test_lmtp_unix_socket(server_factory):
+    """`lmtp = unix:PATH` (Postfix: mailbox_transport = lmtp:unix:PATH): a
+    stale socket file from an earlier run is replaced, the file gets
+    lmtp_mode, a delivery over it is seen over IMAP, and SIGTERM removes it."""
+    import os
+    import socket
+    import stat
+    srv = server_factory(start=False, extra_conf=["lmtp = unix:lmtp.sock", "lmtp_mode = 0600"])
+    path = os.path.join(srv.dir, "lmtp.sock")
+    # what a killed server leaves behind: a socket file nobody accepts on
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()
+    srv.start()   # bind() would fail with EADDRINUSE had it not been replaced
+    st = os.stat(path)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert "replaced the stale socket" in srv.log_text()
+    l = smtplib.LMTP(path)
+    code, _ = l.docmd("LHLO", "mta.example.org")
+    assert code == 250
+    assert l.sendmail("a@example.org", ["demo@example.org"],
+                      make_message("over a unix socket")) == {}
+    l.quit()
+    c = srv.imap("demo")
+    typ, data = c.select("INBOX")
+    assert int(data[0]) == 1
+    typ, data = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"over a unix socket" in data[0][1]
+    c.logout()
+    srv.stop()
+    assert not os.path.exists(path)
+
+
+def test_lmtp_unix_path_not_a_socket(tmp_path):
+    """A config typo pointing at a file never deletes it: start-up fails."""
+    import os
+    import subprocess
+    from conftest import BINARY
+    victim = tmp_path / "important.txt"
+    victim.write_text("keep me\n")
+    (tmp_path / "passwd").write_text("demo:{PLAIN}demo\n")
+    conf = tmp_path / "picoimapd.conf"
+    conf.write_text("listen = 127.0.0.1:%d\nstore = mail\npasswd = passwd\nlog = stderr\n"
+                    "lmtp = unix:%s\n%s" % (free_port(), victim,
+                                           "allow_root = yes\n" if os.geteuid() == 0 else ""))
+    p = subprocess.run([BINARY, "-c", str(conf)], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=20)
+    assert p.returncode != 0
+    assert b"is not a socket" in p.stderr + p.stdout
+    assert victim.read_text() == "keep me\n"
