@@ -9,9 +9,9 @@
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* Value of one alphabet character, or -1. Arithmetic on ranges rather than
- * a 256-byte table: smaller, and fine on any ASCII host. */
-static int b64_value(unsigned char ch)
+/* Arithmetic on ranges rather than a 256-byte table: smaller, and fine on
+ * any ASCII host. */
+int b64_value(unsigned char ch)
 {
     if (ch >= 'A' && ch <= 'Z') {
         return ch - 'A';

@@ -29,5 +29,7 @@ int b64_encode(const void *in, size_t n, char *out, size_t outsz);
  * under the padding -- or if the result would not fit in outsz. An empty
  * input decodes to 0 bytes. */
 int b64_decode(const char *in, size_t n, void *out, size_t outsz);
+/* Value of one character of the standard alphabet, or -1. */
+int b64_value(unsigned char ch);
 
 #endif

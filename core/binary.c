@@ -4,6 +4,7 @@
  * charsets; these give back the exact octets the sender encoded.
  */
 #include "binary.h"
+#include "b64.h"
 #include "util.h"
 
 #include <string.h>
@@ -39,20 +40,6 @@ void bin_init(bin_dec *d, int enc)
 {
     memset(d, 0, sizeof *d);
     d->enc = enc;
-}
-
-static int b64val(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z') {
-        return ch - 'A';
-    }
-    if (ch >= 'a' && ch <= 'z') {
-        return ch - 'a' + 26;
-    }
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0' + 52;
-    }
-    return ch == '+' ? 62 : ch == '/' ? 63 : -1;
 }
 
 static int hexval(unsigned char ch)
@@ -162,7 +149,7 @@ size_t bin_decode(bin_dec *d, const char *src, size_t n, char *dst)
     size_t o = 0;
     if (d->enc == BIN_BASE64) {
         for (size_t i = 0; i < n; i++) {
-            int v = b64val((unsigned char)src[i]);
+            int v = b64_value((unsigned char)src[i]);
             if (v < 0) {
                 if (src[i] == '=') {
                     d->nbits = 0;   /* padding ends a quantum */

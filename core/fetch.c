@@ -141,6 +141,21 @@ static fitem *add_item(fitem **items, unsigned *n, int kind)
     return it;
 }
 
+/* The "<origin.octets>" that ends a section (at p, up to the end of the
+ * string): sets the item's partial range and appends "<origin>" to the
+ * response label. 0 or -1. */
+static int parse_partial(fitem *it, const char *p, dbuf *lab)
+{
+    const char *dot = strchr(p, '.'), *gt = strchr(p, '>');
+    if (!dot || !gt || dot > gt || gt[1] != 0 || parse_u32(p + 1, (size_t)(dot - p - 1), &it->p_off) < 0 ||
+        parse_u32(dot + 1, (size_t)(gt - dot - 1), &it->p_len) < 0 || it->p_len == 0) {
+        return -1;
+    }
+    it->partial = 1;
+    dbuf_printf(lab, "<%u>", it->p_off);
+    return 0;
+}
+
 /* Parse "BODY[...]<...>" style items; `s` starts after "BODY[" or
  * "BODY.PEEK[". section = [part *("." part)] ["." spec] | spec, where spec
  * is HEADER, TEXT, MIME (after a part number only) or HEADER.FIELDS(.NOT)
@@ -246,15 +261,9 @@ static int parse_section(args *a, fitem *it, const char *s, const char *prefix)
     dbuf_adds(&lab, "]");
     const char *rest = close + 1;
     if (*rest == '<') {
-        const char *dot = strchr(rest, '.');
-        const char *gt = strchr(rest, '>');
-        if (!dot || !gt || dot > gt || gt[1] != 0 ||
-            parse_u32(rest + 1, (size_t)(dot - rest - 1), &it->p_off) < 0 ||
-            parse_u32(dot + 1, (size_t)(gt - dot - 1), &it->p_len) < 0 || it->p_len == 0) {
+        if (parse_partial(it, rest, &lab) < 0) {
             goto bad;
         }
-        it->partial = 1;
-        dbuf_printf(&lab, "<%u>", it->p_off);
     } else if (*rest) {
         goto bad;
     }
@@ -310,13 +319,9 @@ static int parse_binary(fitem **items, unsigned *n, const char *s)
     dbuf_adds(&lab, "]");
     p++;
     if (*p == '<' && kind == FI_BINARY) {
-        const char *dot = strchr(p, '.'), *gt = strchr(p, '>');
-        if (!dot || !gt || dot > gt || gt[1] != 0 || parse_u32(p + 1, (size_t)(dot - p - 1), &it->p_off) < 0 ||
-            parse_u32(dot + 1, (size_t)(gt - dot - 1), &it->p_len) < 0 || it->p_len == 0) {
+        if (parse_partial(it, p, &lab) < 0) {
             goto bad;
         }
-        it->partial = 1;
-        dbuf_printf(&lab, "<%u>", it->p_off);
     } else if (*p) {
         goto bad;
     }

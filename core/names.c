@@ -1,30 +1,17 @@
 /* names.c -- mailbox names: modified UTF-7 (RFC 3501 5.1.3) and safety. */
 #include "cmd.h"
 #include "ext.h"
+#include "b64.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define MAILBOX_NAME_MAX 512  /* bytes; deeper or longer names are refused */
 
+/* Modified base64 (RFC 3501 5.1.3): ',' in place of '/'. */
 static int mb64(int ch)
 {
-    if (ch >= 'A' && ch <= 'Z') {
-        return ch - 'A';
-    }
-    if (ch >= 'a' && ch <= 'z') {
-        return ch - 'a' + 26;
-    }
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0' + 52;
-    }
-    if (ch == '+') {
-        return 62;
-    }
-    if (ch == ',') {
-        return 63;
-    }
-    return -1;
+    return ch == ',' ? 63 : ch == '/' ? -1 : b64_value((unsigned char)ch);
 }
 
 /* Check a modified UTF-7 run "&...-" starting after '&'; returns bytes used
