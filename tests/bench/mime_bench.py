@@ -694,26 +694,6 @@ class Sampler(threading.Thread):
 
 # ------------------------------------------------------------ servers
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, proc):
-    for _ in range(1200):
-        if proc.poll() is not None:
-            raise SystemExit("server exited at start")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("server did not start")
-
-
 class Pico:
     name = "picoimapd"
 
@@ -722,7 +702,7 @@ class Pico:
         store again: nothing in it has been read by a server)."""
         self.dir = os.path.join(work, "pico-b" if copy_of else "pico")
         os.makedirs(self.dir)
-        self.port = free_port()
+        self.port = dovecot.free_port()
         self.conf = os.path.join(self.dir, "pico.conf")
         with open(os.path.join(self.dir, "passwd"), "w") as f:
             f.write("bench:{PLAIN}bench\n")
@@ -740,7 +720,7 @@ class Pico:
     def start(self):
         self.proc = subprocess.Popen([PICO, "-c", self.conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_port(self.port, self.proc)
+        dovecot.wait_port(self.port, self.proc)
         return self.proc.pid
 
     def stop(self):
@@ -754,7 +734,7 @@ class Dove:
         self.dir = os.path.join(work, self.name + ("-b" if copy_of else ""))
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
-        self.port = free_port()
+        self.port = dovecot.free_port()
         t = time.monotonic()
         mail = os.path.join(self.dir, "mail")
         index = os.path.join(self.dir, "index")

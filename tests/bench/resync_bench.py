@@ -29,14 +29,6 @@ import dovecot  # noqa: E402
 PICO = os.environ.get("PICOIMAPD", os.path.join(ROOT, "build", "picoimapd"))
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def write_mbox(path, n):
     with open(path, "wb") as f:
         for i in range(1, n + 1):
@@ -101,20 +93,8 @@ def uid_set(text):
     return out
 
 
-def wait_port(port, proc):
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise SystemExit("server exited at start")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("server did not start")
-
-
 def start_pico(work, mbox):
-    port = free_port()
+    port = dovecot.free_port()
     conf = os.path.join(work, "pico.conf")
     with open(os.path.join(work, "passwd"), "w") as f:
         f.write("bench:{PLAIN}bench\n")
@@ -124,12 +104,12 @@ def start_pico(work, mbox):
     subprocess.run([PICO, "import", "-u", "bench", "-c", conf, mbox], check=True,
                    stdout=subprocess.DEVNULL)
     proc = subprocess.Popen([PICO, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port, proc)
+    dovecot.wait_port(port, proc)
     return proc, port
 
 
 def start_dovecot(work, mbox):
-    port = free_port()
+    port = dovecot.free_port()
     os.chmod(work, 0o755)
     mail = os.path.join(work, "dmail")
     os.makedirs(mail)

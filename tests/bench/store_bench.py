@@ -298,33 +298,13 @@ def socket_owner(conn, pgid):
 
 # ---------------------------------------------------------------- servers
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, proc):
-    for _ in range(1200):
-        if proc.poll() is not None:
-            raise RuntimeError("server exited at start")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("server did not start")
-
-
 class Pico:
     name = "picoimapd"
 
     def __init__(self, work, src):
         self.work = os.path.join(work, "pico")
         os.makedirs(self.work)
-        self.port = free_port()
+        self.port = dovecot.free_port()
         self.conf = os.path.join(self.work, "pico.conf")
         with open(os.path.join(self.work, "passwd"), "w") as f:
             f.write("%s:{PLAIN}%s\n" % (USER, USER))
@@ -357,7 +337,7 @@ class Pico:
         # stderr to a file, so a sanitizer build's reports survive (stop()).
         with open(os.path.join(self.work, "stderr.log"), "ab") as err:
             self.proc = subprocess.Popen([PICO, "-c", self.conf], stdout=subprocess.DEVNULL, stderr=err)
-        wait_port(self.port, self.proc)
+        dovecot.wait_port(self.port, self.proc)
         self.vfs = PicoVfs(self.proc.pid, PICO, self.off) if self.off is not None else None
 
     def stop(self):
@@ -385,7 +365,7 @@ class Dove:
         os.makedirs(self.work)
         os.chmod(work, 0o755)
         os.chmod(self.work, 0o755)
-        self.port = free_port()
+        self.port = dovecot.free_port()
         mail = os.path.join(self.work, "mail")
         os.makedirs(mail)
         index = os.path.join(self.work, "index")

@@ -1,6 +1,7 @@
 """A throw-away Dovecot instance for comparisons (integration tests and
 benchmarks): one config template, started in its own process group so it
-and all its children can be killed together. Needs root."""
+and all its children can be killed together. Needs root. Also the two
+port helpers every benchmark uses for any server (free_port, wait_port)."""
 import os
 import signal
 import socket
@@ -44,6 +45,30 @@ service anvil {{
   chroot =
 }}
 """
+
+
+def free_port():
+    """A loopback TCP port nobody listens on right now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, proc, timeout=60):
+    """Wait until something accepts on 127.0.0.1:port; RuntimeError if
+    proc exits first or nothing listens within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited at start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("server did not start")
 
 
 def chown_nobody(path):
