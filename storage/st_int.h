@@ -40,6 +40,8 @@
  * flash more than the space is worth (at 16 KiB a busy mailbox of 40 KB
  * messages was rewritten on nearly every EXPUNGE). */
 #define ST_COMPACT_MIN_DEAD (1024u * 1024u)
+#define ST_IMPORT_BATCH     1024u           /* import: sync every so many messages */
+#define ST_IMPORT_BATCH_BYTES (32u << 20)   /* ... or bytes */
 /* Bytes just before the end of the indexed mbox whose CRC is kept to see
  * that another program rewrote the file in place (same inode, same or
  * larger size): any shift of the messages before the end changes them.

@@ -155,3 +155,53 @@ def test_import_export_check(server_factory, tmp_path):
     rc, out = tool(srv, "check")
     assert rc == 0 and "repaired" in out, out
     srv.start()
+
+
+def test_import_in_batches_while_daemon_reads(server_factory, tmp_path):
+    """import syncs once per batch of 1,024 messages (ST_IMPORT_BATCH), not
+    per message: 2,600 messages (three batches, the last one partial) from
+    an mbox and 1,100 from a Maildir all arrive, in order, with unique UIDs
+    and their flags, while a client of the running daemon watches."""
+    srv = server_factory()
+    watcher = srv.imap("demo")
+    ok(watcher.create("Bulk"))
+    ok(watcher.select("Bulk"))
+    n_mbox, n_md = 2600, 1100
+    mbox = tmp_path / "bulk.mbox"
+    with open(mbox, "wb") as f:
+        for i in range(n_mbox):
+            status = b"Status: RO\n" if i % 3 == 0 else b""
+            f.write(b"From x@example.org Mon Jan  5 10:00:00 2026\n" + status +
+                    b"Subject: bulk %d\n\nbody %d\n>From here\n\n" % (i, i))
+    md = tmp_path / "md"
+    for sub in ("cur", "new", "tmp"):
+        (md / sub).mkdir(parents=True)
+    for i in range(n_md):
+        (md / "cur" / ("%d.%d.host:2,F" % (1700000000 + i, i))).write_bytes(
+            b"Subject: md %d\n\nmaildir %d\n" % (i, i))
+    rc, out = tool(srv, "import", "-u", "demo", "-m", "Bulk", str(mbox))
+    assert rc == 0 and "imported %d " % n_mbox in out, out
+    rc, out = tool(srv, "import", "-u", "demo", "-m", "Bulk", str(md))
+    assert rc == 0 and "imported %d " % n_md in out, out
+    total = n_mbox + n_md
+    typ, data = watcher.noop()
+    typ, data = watcher.status("Bulk", "(MESSAGES UIDNEXT)")
+    assert b"MESSAGES %d" % total in data[0] and b"UIDNEXT %d" % (total + 1) in data[0], data
+    srv.restart()
+    c = srv.imap("demo")
+    typ, data = c.select("Bulk")
+    assert int(data[0]) == total
+    typ, data = c.fetch("1:*", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    got = [d for d in data if isinstance(d, tuple)]
+    assert len(got) == total
+    for i, (meta, hdr) in enumerate(got):
+        assert b"(UID %d " % (i + 1) in meta, meta
+        if i < n_mbox:
+            assert hdr == b"Subject: bulk %d\r\n\r\n" % i, (i, hdr)
+            assert (b"\\Seen" in meta) == (i % 3 == 0), (i, meta)
+        else:
+            assert hdr == b"Subject: md %d\r\n\r\n" % (i - n_mbox), (i, hdr)
+            assert b"\\Flagged" in meta, meta
+    c.logout()
+    rc, out = tool(srv, "check", "-u", "demo")
+    assert rc == 0 and "0 problems" in out, out
