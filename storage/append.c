@@ -321,6 +321,9 @@ int st_append_end(st_append *a, uint32_t *uid)
         r = st_box_lock(a->b);
         if (!r) {
             r = write_locked(a, uid);
+            if (!r) {
+                st_own_add(a->b, *uid);
+            }
             st_box_unlock(a->b);
         }
     }

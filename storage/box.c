@@ -1154,6 +1154,7 @@ void st_mark_gone(st_store *s, const char *user, const char *name)
 
 static void box_destroy(stbox *b)
 {
+    free(b->own);
     st_meta_free(b->meta);
     box_free_index(b);
     st_vclose(b->mbox);
@@ -1378,6 +1379,89 @@ static uint64_t snapshot_estimate(const st_box *bx)
            live * ST_MSGS_ENTRY;
 }
 
+/* Replace the log by a checkpoint of the index (temp file, sync, rename:
+ * the old log stays whole until the new one is durable). 0 when the new
+ * log is in place. The lock is held. */
+static int rewrite_log(stbox *b)
+{
+    st_box *bx = &b->pub;
+    const st_vfs *v = b->s->vfs;
+    st_file *nl;
+    st_stat ls;
+    uint64_t size;
+    int r = st_log_write_snapshot(b->s, b->dir, b->log_path, bx->uidvalidity, bx, b->mbox_end, &size);
+    if (r || (r = v->open(v, b->log_path, ST_O_WRITE, &nl)) != 0) {
+        return r;
+    }
+    if ((r = st_vfstat(nl, &ls)) != 0) {
+        st_vclose(nl);
+        return r;
+    }
+    st_vclose(b->log);
+    b->log = nl;
+    b->log_ino = ls.ino;
+    b->log_end = ls.size;
+    b->ckpt_size = ls.size;
+    return 0;
+}
+
+void st_own_add(stbox *b, uint32_t uid)
+{
+    if (b->nown == b->capown) {
+        uint32_t cap = b->capown ? 2 * b->capown : 8;
+        uint32_t *n = realloc(b->own, cap * sizeof *n);
+        if (!n) {
+            b->own_lost = 1;
+            return;
+        }
+        b->own = n;
+        b->capown = cap;
+    }
+    b->own[b->nown++] = uid;
+}
+
+/* A commit failed: nobody was told that the messages we appended since
+ * the last good one are stored (their APPEND, COPY, delivery answers an
+ * error), so they go. In memory they are expunged at once (sessions that
+ * were shown them get an EXPUNGE; UIDNEXT stays past them). On disk an
+ * EXPUNGE record each, then a fresh log without them: a sync that failed
+ * may have lost log pages that a later fsync would not report (Linux
+ * marks them clean), so the log is rewritten from memory rather than
+ * trusted. If that fails too, the EXPUNGE records wait for the next
+ * commit, as every other change of the failed one does. The lock is held. */
+static void take_back(stbox *b)
+{
+    st_box *bx = &b->pub;
+    int any = 0;
+    for (uint32_t k = 0; k < b->nown; k++) {
+        long i = st_box_find(bx, b->own[k]);
+        if (i < 0 || (bx->msg[i].flags & ST_F_EXPUNGED)) {
+            continue;
+        }
+        st_msg *m = &bx->msg[i];
+        uint64_t ms = bx->highestmodseq + 1;
+        uint8_t p[12];
+        st_put32(p, m->uid);
+        st_put64(p + 4, ms);
+        (void)st_log_add(b, REC_EXPUNGE, p, sizeof p);
+        m->flags |= ST_F_EXPUNGED;
+        m->modseq = ms;
+        bx->highestmodseq = ms;
+        b->dead_bytes += m->dlen;
+        bx->change++;
+        any = 1;
+    }
+    b->nown = 0;
+    if (b->own_lost) {
+        st_note(b, "a failed commit could not take back every unacknowledged message");
+        b->own_lost = 0;
+    }
+    if (any && rewrite_log(b) == 0) {
+        b->dirty_log = 0;
+        st_note(b, "took back messages whose commit failed");
+    }
+}
+
 int st_box_commit(st_box *bx)
 {
     stbox *b = (stbox *)bx;
@@ -1419,25 +1503,12 @@ int st_box_commit(st_box *bx)
              * A version 1 log (ckpt_size 0) gets its first one at its
              * first commit. Failure is harmless (the old log is intact),
              * so it is not reported. */
-            uint64_t size;
-            if (st_log_write_snapshot(b->s, b->dir, b->log_path, bx->uidvalidity, bx,
-                                      b->mbox_end, &size) == 0) {
-                const st_vfs *v = b->s->vfs;
-                st_file *nl;
-                st_stat ls;
-                if (v->open(v, b->log_path, ST_O_WRITE, &nl) == 0) {
-                    if (st_vfstat(nl, &ls) == 0) {
-                        st_vclose(b->log);
-                        b->log = nl;
-                        b->log_ino = ls.ino;
-                        b->log_end = ls.size;
-                        b->ckpt_size = ls.size;
-                    } else {
-                        st_vclose(nl);
-                    }
-                }
-            }
+            rewrite_log(b);
         }
+        b->nown = 0;
+        b->own_lost = 0;
+    } else {
+        take_back(b);
     }
     st_box_unlock(b);
     return r;

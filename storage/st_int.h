@@ -133,6 +133,11 @@ typedef struct stbox {
     struct st_meta *meta;   /* the cache file (meta.c), NULL until used */
     uint64_t closed_seq;    /* nonzero: closed (refs 0), kept for a reopen;
                                smaller = closed longer ago (st_box_close) */
+    uint32_t *own;          /* UIDs this process appended since its last
+                               good commit (taken back if a commit fails) */
+    uint32_t nown, capown;
+    int      own_lost;      /* own[] could not grow: a failed commit cannot
+                               say which messages to take back */
 } stbox;
 
 struct st_store {
@@ -186,6 +191,7 @@ int    st_log_write_snapshot(st_store *s, const char *dir, const char *log_path,
                              uint32_t uidvalidity, const st_box *src,
                              uint64_t mbox_end, uint64_t *size_out);
 int    st_rec_min_len(int type);
+void   st_own_add(stbox *b, uint32_t uid);
 /* A buffered record writer over one file (checkpoints, compaction). */
 typedef struct st_logw {
     st_file *f;

@@ -132,7 +132,12 @@ void st_box_ref(st_box *b);
  * >0 when something changed (new messages, flags, expunges), 0 if not,
  * <0 on error. Cheap when nothing changed (one stat). */
 int  st_box_refresh(st_box *b);
-/* Make every change so far durable. */
+/* Make every change so far durable. When that fails (EIO or ENOSPC at a
+ * write or a sync), the messages this process appended since its last good
+ * commit were never acknowledged: they are taken back (marked expunged, so
+ * sessions that saw them get an EXPUNGE, and a fresh log written without
+ * them) and a reopen does not show them, while their UIDs stay used. Flag
+ * changes and expunges of the failed commit stay pending for the next. */
 int  st_box_commit(st_box *b);
 /* Drop ST_F_EXPUNGED entries from msg[] (indexes of the rest shift). */
 void st_box_purge(st_box *b);

@@ -795,6 +795,70 @@ static void test_rewrite_in_place(void)
     st_store_close(s);
 }
 
+/* A commit that fails (the mbox sync, the log sync, the MARK write) takes
+ * back the messages appended since the last good commit: in memory they
+ * are expunged at once, a reopen does not show them, their UIDs are not
+ * handed out again, and what was committed before stays. A flag change
+ * of the failed commit is kept and made durable by the next one. */
+static void test_failed_commit_takes_back(void)
+{
+    static const int kinds[] = { ST_FK_SYNC, ST_FK_SYNC, ST_FK_WRITE };
+    static const int nth[] = { 1, 2, 1 }; /* mbox sync, log sync, MARK */
+    for (int t = 0; t < 3; t++) {
+        char name[32];
+        snprintf(name, sizeof name, "Taken%d", t);
+        st_fault fl;
+        memset(&fl, 0, sizeof fl);
+        st_vfs *v = st_vfs_fault(st_vfs_posix(), &fl);
+        st_store *s;
+        st_box *b;
+        CHECK_EQ_INT(st_store_open(&s, root, v), 0);
+        CHECK_EQ_INT(st_user_ensure(s, "tb"), 0);
+        CHECK_EQ_INT(st_mailbox_create(s, "tb", name), 0);
+        CHECK_EQ_INT(st_box_open(s, "tb", name, &b), 0);
+        uint32_t u1 = put_msg(b, "Subject: kept\r\n\r\nkept\r\n", 23, 0, 0, 64);
+        CHECK(u1 > 0);
+        CHECK_EQ_INT(st_set_flags(b, 0, ST_F_FLAGGED, 0), 0);
+        st_append *a;
+        uint32_t u2 = 0, u3 = 0;
+        CHECK_EQ_INT(st_append_begin(b, 1700000000, 0, 0, 0, 24, &a), 0);
+        CHECK_EQ_INT(st_append_data(a, "Subject: gone\r\n\r\ngone!\r\n", 24), 0);
+        CHECK_EQ_INT(st_append_end(a, &u2), 0);
+        CHECK_EQ_INT(b->count, 2);
+        /* fail the nth call of the kind from here on, once */
+        fl.kind = kinds[t];
+        fl.err = t == 2 ? ST_ENOSPC : ST_EIO;
+        fl.fail_at = fl.calls[kinds[t]] + (uint64_t)nth[t];
+        int r = st_box_commit(b);
+        CHECK(r != 0);
+        CHECK(fl.fired);
+        CHECK(b->msg[1].uid == u2 && (b->msg[1].flags & ST_F_EXPUNGED));
+        CHECK(!(b->msg[0].flags & ST_F_EXPUNGED));
+        /* the next commit works; a new message gets a fresh UID */
+        fl.fail_at = 0;
+        CHECK_EQ_INT(st_box_commit(b), 0);
+        u3 = put_msg(b, "Subject: after\r\n\r\nafter\r\n", 25, 0, 0, 64);
+        CHECK(u3 > u2);
+        st_box_close(b);
+        st_store_close(s);
+        st_vfs_layer_free(v);
+        /* reopened from the files alone: kept (with its flag) and after */
+        CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+        st_keep_closed_max = 0; /* not the kept index: the files */
+        CHECK_EQ_INT(st_box_open(s, "tb", name, &b), 0);
+        CHECK_EQ_INT(b->count, 2);
+        if (b->count == 2) {
+            CHECK(b->msg[0].uid == u1 && (b->msg[0].flags & ST_F_FLAGGED));
+            CHECK(b->msg[1].uid == u3);
+            CHECK(same_msg(b, 1, "Subject: after\r\n\r\nafter\r\n", 25, 7));
+        }
+        CHECK(b->uidnext == u3 + 1);
+        st_box_close(b);
+        st_store_close(s);
+        st_keep_closed_max = ST_KEEP_CLOSED_MAX;
+    }
+}
+
 int main(void)
 {
     snprintf(root, sizeof root, "/tmp/test_store.XXXXXX");
@@ -809,6 +873,7 @@ int main(void)
     test_two_processes();
     test_recovery();
     test_rewrite_in_place();
+    test_failed_commit_takes_back();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (unit_fail == 0 && system(cmd) != 0) {
