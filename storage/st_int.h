@@ -150,6 +150,13 @@ struct st_store {
 
 /* util.c */
 uint32_t st_crc32(uint32_t crc, const void *p, size_t n);
+/* crc32c.c: CRC-32C (Castagnoli), chained like st_crc32 (start with 0);
+ * SSE4.2 / ARMv8 instructions where the CPU has them, else tables, with
+ * the same results. st_crc32c_hw() says which; st_crc32c_soft = 1 forces
+ * the tables (tests). */
+uint32_t st_crc32c(uint32_t crc, const void *p, size_t n);
+int st_crc32c_hw(void);
+extern int st_crc32c_soft;
 int  st_escape(const char *name, char *out, size_t outsz);
 int  st_unescape(const char *file, char *out, size_t outsz);
 char *st_strdup(const char *s);
