@@ -37,7 +37,17 @@ int st_msg_push(st_box *bx, const st_msg *m)
     stbox *b = (stbox *)bx; /* only cap is used; temp boxes are stbox too */
     if (bx->count == b->cap) {
         uint32_t ncap = b->cap ? b->cap * 2 : 64;
-        st_msg *n = realloc(bx->msg, (size_t)ncap * sizeof *n);
+        st_msg *n;
+        if (b->map.p) {
+            /* the index is a mapped checkpoint block: copy it out once */
+            n = malloc((size_t)ncap * sizeof *n);
+            if (n) {
+                memcpy(n, bx->msg, (size_t)bx->count * sizeof *n);
+                st_msgs_release(bx->msg, &b->map);
+            }
+        } else {
+            n = realloc(bx->msg, (size_t)ncap * sizeof *n);
+        }
         if (!n) {
             return ST_ENOMEM;
         }
@@ -64,7 +74,7 @@ long st_box_find(const st_box *bx, uint32_t uid)
 
 static void box_free_index(stbox *b)
 {
-    free(b->pub.msg);
+    st_msgs_release(b->pub.msg, &b->map);
     b->pub.msg = NULL;
     b->pub.count = 0;
     b->cap = 0;
@@ -182,7 +192,7 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
  * log offset after the block. Returns 1 if it changed something, <0 on
  * error; m is consumed either way.
  */
-static int apply_msgs(stbox *t, st_msg *m, uint32_t n, uint64_t end)
+static int apply_msgs(stbox *t, st_msg *m, uint32_t n, st_imap *map, uint64_t end)
 {
     st_box *bx = &t->pub;
     uint32_t i = 0;
@@ -191,7 +201,7 @@ static int apply_msgs(stbox *t, st_msg *m, uint32_t n, uint64_t end)
         i++; /* stale: UIDs only grow */
     }
     if (i == n) {
-        free(m);
+        st_msgs_release(m, map);
         return 0;
     }
     uint64_t hms = bx->highestmodseq, mend = t->mbox_end;
@@ -203,19 +213,21 @@ static int apply_msgs(stbox *t, st_msg *m, uint32_t n, uint64_t end)
     bx->highestmodseq = hms;
     t->mbox_end = mend;
     if (bx->count == 0 && i == 0) {
-        free(bx->msg);
+        st_msgs_release(bx->msg, &t->map);
         bx->msg = m;
         bx->count = n;
         t->cap = n;
+        t->map = *map; /* a mapped block is the index as it lies */
+        memset(map, 0, sizeof *map);
         return 1;
     }
     for (; i < n; i++) {
         if (st_msg_push(bx, &m[i])) {
-            free(m);
+            st_msgs_release(m, map);
             return ST_ENOMEM;
         }
     }
-    free(m);
+    st_msgs_release(m, map);
     return 1;
 }
 
@@ -226,6 +238,7 @@ typedef struct pend {
     size_t len, cap;
     st_msg **blk;     /* decoded MSGS blocks (NULL once applied) */
     uint32_t *nblk;   /* entries in each */
+    st_imap *mblk;    /* the mapping each lies in (p NULL: malloc'd) */
     size_t nb, capb;
 } pend;
 
@@ -239,13 +252,17 @@ static int pend_block(pend *pd, st_logrd *rd, uint8_t *payload)
             pd->blk = b;
         }
         uint32_t *c = b ? realloc(pd->nblk, nc * sizeof *c) : NULL;
-        if (!c) {
+        if (c) {
+            pd->nblk = c;
+        }
+        st_imap *mp = c ? realloc(pd->mblk, nc * sizeof *mp) : NULL;
+        if (!mp) {
             return ST_ENOMEM;
         }
-        pd->nblk = c;
+        pd->mblk = mp;
         pd->capb = nc;
     }
-    pd->blk[pd->nb] = st_logrd_take_msgs(rd, &pd->nblk[pd->nb]);
+    pd->blk[pd->nb] = st_logrd_take_msgs_map(rd, &pd->nblk[pd->nb], &pd->mblk[pd->nb]);
     st_put32(payload, (uint32_t)pd->nb);
     st_put64(payload + 4, rd->base + rd->i);
     pd->nb++;
@@ -255,10 +272,11 @@ static int pend_block(pend *pd, st_logrd *rd, uint8_t *payload)
 static void pend_free(pend *pd)
 {
     for (size_t i = 0; i < pd->nb; i++) {
-        free(pd->blk[i]);
+        st_msgs_release(pd->blk[i], &pd->mblk[i]);
     }
     free(pd->blk);
     free(pd->nblk);
+    free(pd->mblk);
     free(pd->buf);
 }
 
@@ -299,7 +317,7 @@ static int pend_apply(pend *pd, stbox *t, uint64_t cut)
         int r;
         if (q[8] == REC_MSGS) {
             uint32_t k = st_get32(q + 11);
-            r = apply_msgs(t, pd->blk[k], pd->nblk[k], st_get64(q + 15));
+            r = apply_msgs(t, pd->blk[k], pd->nblk[k], &pd->mblk[k], st_get64(q + 15));
             pd->blk[k] = NULL;
         } else {
             r = apply(t, q[8], q + 11, len);
@@ -778,6 +796,7 @@ static int full_load(stbox *b, int depth)
         b->pub.msg = t.pub.msg;
         b->pub.count = t.pub.count;
         b->cap = cap;
+        b->map = t.map;
         memcpy(b->pub.kw, t.pub.kw, sizeof t.pub.kw);
         b->pub.nkw = t.pub.nkw;
         b->pub.uidvalidity = t.pub.uidvalidity;
@@ -1252,10 +1271,10 @@ static void keep_closed(stbox *b)
     st_store *s = b->s;
     /* appends doubled the array: a kept index holds only what it needs */
     if (b->pub.count == 0) {
-        free(b->pub.msg);
+        st_msgs_release(b->pub.msg, &b->map);
         b->pub.msg = NULL;
         b->cap = 0;
-    } else if (b->cap > b->pub.count) {
+    } else if (b->cap > b->pub.count && !b->map.p) {
         st_msg *m = realloc(b->pub.msg, (size_t)b->pub.count * sizeof *m);
         if (m) {
             b->pub.msg = m;
