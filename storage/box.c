@@ -54,6 +54,7 @@ int st_msg_push(st_box *bx, const st_msg *m)
         bx->msg = n;
         b->cap = ncap;
     }
+    bx->nexpunged += (m->flags & ST_F_EXPUNGED) != 0;
     bx->msg[bx->count++] = *m;
     return 0;
 }
@@ -77,6 +78,7 @@ static void box_free_index(stbox *b)
     st_msgs_release(b->pub.msg, &b->map);
     b->pub.msg = NULL;
     b->pub.count = 0;
+    b->pub.nexpunged = 0;
     b->cap = 0;
     for (unsigned i = 0; i < b->pub.nkw; i++) {
         free(b->pub.kw[i]);
@@ -144,6 +146,7 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
             return 0;
         }
         bx->msg[i].flags |= ST_F_EXPUNGED;
+        bx->nexpunged++;
         bx->msg[i].modseq = ms;
         t->dead_bytes += bx->msg[i].dlen;
         return 1;
@@ -216,8 +219,9 @@ static int apply_msgs(stbox *t, st_msg *m, uint32_t n, st_imap *map, uint64_t en
         st_msgs_release(bx->msg, &t->map);
         bx->msg = m;
         bx->count = n;
-        t->cap = n;
-        t->map = *map; /* a mapped block is the index as it lies */
+        /* a mapped block is the index as it lies, with room after it */
+        t->cap = map->p ? (uint32_t)(map->len / sizeof *m) : n;
+        t->map = *map;
         memset(map, 0, sizeof *map);
         return 1;
     }
@@ -700,6 +704,7 @@ static int merge(stbox *b, stbox *t)
         } else {
             if (!(m->flags & ST_F_EXPUNGED)) {
                 m->flags |= ST_F_EXPUNGED; /* gone from the new log: expunged */
+                bx->nexpunged++;
                 changed = 1;
             }
             if (b->mbox_replaced) {
@@ -795,6 +800,7 @@ static int full_load(stbox *b, int depth)
         uint32_t cap = t.cap;
         b->pub.msg = t.pub.msg;
         b->pub.count = t.pub.count;
+        b->pub.nexpunged = t.pub.nexpunged;
         b->cap = cap;
         b->map = t.map;
         memcpy(b->pub.kw, t.pub.kw, sizeof t.pub.kw);
@@ -1257,7 +1263,8 @@ uint64_t st_keep_closed_bytes = ST_KEEP_CLOSED_BYTES;
 /* Memory a kept mailbox holds (its index and keyword names). */
 static uint64_t box_mem(const stbox *b)
 {
-    uint64_t n = sizeof *b + (uint64_t)b->cap * sizeof(st_msg);
+    /* a mapped index's room to grow is address space, not memory */
+    uint64_t n = sizeof *b + (uint64_t)(b->map.p ? b->pub.count : b->cap) * sizeof(st_msg);
     for (unsigned i = 0; i < b->pub.nkw; i++) {
         n += strlen(b->pub.kw[i]) + 1;
     }
@@ -1397,6 +1404,51 @@ static uint64_t snapshot_estimate(const st_box *bx)
            live * ST_MSGS_ENTRY;
 }
 
+/* Rewrite the log as a checkpoint (HDR, keywords, one MSGS block, STATE,
+ * MARK) and follow the new file. Lock held, mbox synced. */
+static int box_checkpoint(stbox *b)
+{
+    st_box *bx = &b->pub;
+    uint64_t size;
+    int r = st_log_write_snapshot(b->s, b->dir, b->log_path, bx->uidvalidity, bx, b->mbox_end, &size);
+    if (r) {
+        return r;
+    }
+    const st_vfs *v = b->s->vfs;
+    st_file *nl;
+    st_stat ls;
+    if ((r = v->open(v, b->log_path, ST_O_WRITE, &nl)) != 0) {
+        return r;
+    }
+    if ((r = st_vfstat(nl, &ls)) != 0) {
+        st_vclose(nl);
+        return r;
+    }
+    st_vclose(b->log);
+    b->log = nl;
+    b->log_ino = ls.ino;
+    b->log_end = ls.size;
+    b->ckpt_size = ls.size;
+    return 0;
+}
+
+int st_box_checkpoint(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    int r = st_box_commit(bx);
+    if (r || b->log_end == b->ckpt_size) {
+        return r; /* nothing after the checkpoint */
+    }
+    if ((r = st_box_lock(b)) != 0) {
+        return r;
+    }
+    if (b->log_end != b->ckpt_size) {
+        r = box_checkpoint(b);
+    }
+    st_box_unlock(b);
+    return r;
+}
+
 int st_box_commit(st_box *bx)
 {
     stbox *b = (stbox *)bx;
@@ -1425,37 +1477,24 @@ int st_box_commit(st_box *bx)
         b->dirty_log = b->dirty_mbox = 0;
         uint64_t est = snapshot_estimate(bx);
         if (b->log_end > st_ckpt_min &&
-            (b->log_end > 2 * est || b->log_end - b->ckpt_size > b->ckpt_size / 2)) {
+            (b->log_end > 2 * est || b->log_end - b->ckpt_size > b->ckpt_size / ST_CKPT_TAIL_DIV)) {
             /* checkpoint: replay stays short. Twice what a fresh log would
              * take (expunges, flag changes), or records after the
-             * checkpoint of half its size (appends: a log of appends alone
-             * never passes the first test, and an APPEND record costs 2-3
-             * times its entry in a MSGS block to replay, so the open of
-             * 100,000 messages stays within about 1.5 times that of the
-             * block alone). A checkpoint thus follows at least half its
-             * size in records: the log's bytes at most triple -- a few
-             * percent of the pages a commit dirties anyway (see README).
-             * A version 1 log (ckpt_size 0) gets its first one at its
-             * first commit. Failure is harmless (the old log is intact),
-             * so it is not reported. */
-            uint64_t size;
-            if (st_log_write_snapshot(b->s, b->dir, b->log_path, bx->uidvalidity, bx,
-                                      b->mbox_end, &size) == 0) {
-                const st_vfs *v = b->s->vfs;
-                st_file *nl;
-                st_stat ls;
-                if (v->open(v, b->log_path, ST_O_WRITE, &nl) == 0) {
-                    if (st_vfstat(nl, &ls) == 0) {
-                        st_vclose(b->log);
-                        b->log = nl;
-                        b->log_ino = ls.ino;
-                        b->log_end = ls.size;
-                        b->ckpt_size = ls.size;
-                    } else {
-                        st_vclose(nl);
-                    }
-                }
-            }
+             * checkpoint of a quarter of its size (appends: a log of
+             * appends alone never passes the first test). Since the block
+             * is mapped and used in place (log.c), an APPEND record costs
+             * some 10 times its entry to replay, so the tail, not the
+             * block, is most of an open: a quarter of the block's size
+             * keeps the open of 100,000 messages within a few ms (half
+             * did when the block was decoded too). A checkpoint thus
+             * follows at least a quarter of its size in records: the
+             * log's bytes at most quintuple -- 4 bytes of checkpoint per
+             * record byte, 7 % of the 4 KiB page every commit dirties
+             * anyway for its 70-byte APPEND (see README). A version 1 log
+             * (ckpt_size 0) gets its first one at its first commit.
+             * Failure is harmless (the old log is intact), so it is not
+             * reported. */
+            box_checkpoint(b);
         }
     }
     st_box_unlock(b);
@@ -1476,6 +1515,9 @@ void st_box_purge_only(st_box *bx)
      * rather than copy every entry onto itself (after a fresh load of
      * 100,000 messages with none expunged, that copy was 5 % of the open). */
     uint32_t i = 0;
+    if (bx->nexpunged == 0) {
+        return; /* nothing to drop: msg[] is not even read */
+    }
     while (i < bx->count && !(bx->msg[i].flags & ST_F_EXPUNGED)) {
         i++;
     }
@@ -1485,6 +1527,7 @@ void st_box_purge_only(st_box *bx)
             bx->msg[j++] = bx->msg[i];
         }
     }
+    bx->nexpunged = 0;
     if (j != bx->count) {
         bx->count = j;
         bx->change++;
@@ -1572,6 +1615,7 @@ int st_expunge(st_box *bx, uint32_t idx)
     r = st_log_add(b, REC_EXPUNGE, p, sizeof p);
     if (!r) {
         m->flags |= ST_F_EXPUNGED;
+        bx->nexpunged++;
         m->modseq = ms;
         bx->highestmodseq = ms;
         b->dead_bytes += m->dlen;

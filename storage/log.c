@@ -312,11 +312,16 @@ static int logrd_msgs_mapped(st_logrd *r, uint32_t count, size_t esize)
     uint64_t at = r->base + r->i;
     size_t body = (size_t)count * esize, n = body + 4;
     uint8_t *mp;
-    int rc = st_vmap(r->f, at, n, (void **)&mp);
+    /* room for appends after the checkpoint to grow the index in place:
+     * the commit rule writes a checkpoint before they reach half the
+     * block's size, about a third of its entries (address space only
+     * until used) */
+    size_t extra = r->want_msgs ? ((size_t)count / 2 + 64) * sizeof(st_msg) : 0;
+    int rc = st_vmap(r->f, at, n, extra, (void **)&mp);
     if (rc) {
         return rc; /* an I/O error, not damage: the size was checked */
     }
-    st_imap map = { mp, n, r->f->vfs };
+    st_imap map = { mp, n + extra, r->f->vfs };
     if (st_crc32c(0, mp, body) != st_get32(mp + body)) {
         st_msgs_release(NULL, &map);
         return ST_ECORRUPT;

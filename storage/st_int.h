@@ -27,6 +27,11 @@
  * stays short and the amortised extra writing stays below one checkpoint
  * per half a checkpoint's size of records. */
 #define ST_LOG_CKPT_MIN     (64u * 1024u)
+/* ... and the records after the checkpoint reach 1/ST_CKPT_TAIL_DIV of its
+ * size: what the open of a big mailbox costs beyond its mapped block
+ * (replaying APPEND records) against how often the block is rewritten
+ * (see st_box_commit). */
+#define ST_CKPT_TAIL_DIV    4u
 /* How long a mutation waits for another process's lock (deliver, an MDA)
  * before giving up with ST_EBUSY, in milliseconds. Holders keep it for one
  * message write, so this is generous. */

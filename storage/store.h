@@ -79,6 +79,8 @@ typedef struct st_box {
     /* read-only for the core */
     st_msg  *msg;            /* sorted by uid; may hold ST_F_EXPUNGED entries */
     uint32_t count;          /* entries in msg[] */
+    uint32_t nexpunged;      /* entries of msg[] with ST_F_EXPUNGED: a SELECT
+                                counts EXISTS without reading msg[] */
     uint32_t uidvalidity;
     uint32_t uidnext;
     uint64_t highestmodseq;
@@ -134,6 +136,10 @@ void st_box_ref(st_box *b);
 int  st_box_refresh(st_box *b);
 /* Make every change so far durable. */
 int  st_box_commit(st_box *b);
+/* Commit, then rewrite the log as a checkpoint if it holds records after
+ * its last one, so that the next open maps one block and replays nothing
+ * (the end of an import of many messages). */
+int  st_box_checkpoint(st_box *b);
 /* Drop ST_F_EXPUNGED entries from msg[] (indexes of the rest shift). */
 void st_box_purge(st_box *b);
 /* Record that messages below `uid` have been claimed as \Recent. */

@@ -302,6 +302,11 @@ int st_import_mbox(st_store *s, const char *user, const char *mailbox, const cha
     if (!r) {
         r = st_scan_mbox(c.src, 0, st.size, imp_mbox_cb, &c, &garbage);
         r = r < 0 ? r : c.err;
+        if (!r) {
+            /* one commit a message left a log of APPEND records: the
+             * first open should map one block instead of replaying them */
+            r = st_box_checkpoint(c.b);
+        }
         st_box_close(c.b);
     }
     st_vclose(c.src);
@@ -423,6 +428,9 @@ int st_import_maildir(st_store *s, const char *user, const char *mailbox, const 
         }
         free(l.e);
         free(dir);
+    }
+    if (!r) {
+        r = st_box_checkpoint(b); /* as after an mbox import */
     }
     st_box_close(b);
     free(buf);

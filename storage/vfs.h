@@ -87,14 +87,15 @@ struct st_vfs {
                  int (*cb)(void *ctx, const char *name), void *ctx);
     int  (*sync_dir)(const st_vfs *v, const char *path);
     /* Optional (NULL: st_vmap reads a copy through pread). A private view
-     * of bytes [off, off+n) of f, readable and writable: writes to it
-     * never reach the file (copy on write), it stays valid after f is
-     * closed, and pages never touched cost nothing. ST_EIO if the file is
-     * shorter. The file must not be cut below off+n while mapped (the
-     * store only maps checkpoint blocks, which are never truncated: logs
-     * are cut only after their valid end, and replaced by rename). */
-    int  (*map)(st_file *f, uint64_t off, size_t n, void **out);
-    /* Releases what map returned (NULL: free()). */
+     * of bytes [off, off+n) of f followed by `extra` bytes of private
+     * memory (room to grow in place), readable and writable: writes never
+     * reach the file (copy on write), it stays valid after f is closed,
+     * and pages never touched cost nothing. ST_EIO if the file is shorter.
+     * The file must not be cut below off+n while mapped (the store only
+     * maps checkpoint blocks, which are never truncated: logs are cut
+     * only after their valid end, and replaced by rename). */
+    int  (*map)(st_file *f, uint64_t off, size_t n, size_t extra, void **out);
+    /* Releases what map returned, given n + extra (NULL: free()). */
     void (*unmap)(const st_vfs *v, void *p, size_t n);
 };
 
@@ -113,7 +114,7 @@ int st_vread_full(st_file *f, void *buf, size_t n, uint64_t off);
  * are failed or torn like any other), a malloc'd copy read with
  * st_vread_full. Release with st_vunmap(f->vfs, ...) -- the table that
  * mapped it, which may outlive f. */
-int  st_vmap(st_file *f, uint64_t off, size_t n, void **out);
+int  st_vmap(st_file *f, uint64_t off, size_t n, size_t extra, void **out);
 void st_vunmap(const st_vfs *v, void *p, size_t n);
 
 /* The process-wide posix table and its counters. */

@@ -57,12 +57,12 @@ int st_vread_full(st_file *f, void *buf, size_t n, uint64_t off)
     return (size_t)r == n ? 0 : ST_EIO;
 }
 
-int st_vmap(st_file *f, uint64_t off, size_t n, void **out)
+int st_vmap(st_file *f, uint64_t off, size_t n, size_t extra, void **out)
 {
     if (f->vfs->map) {
-        return f->vfs->map(f, off, n, out);
+        return f->vfs->map(f, off, n, extra, out);
     }
-    void *p = malloc(n ? n : 1);
+    void *p = malloc(n + extra ? n + extra : 1);
     if (!p) {
         return ST_ENOMEM;
     }
@@ -149,9 +149,14 @@ static long p_pread(st_file *f, void *buf, size_t n, uint64_t off)
 
 /* MAP_PRIVATE, read-write: the index is used in place and a flag change
  * copies only the page it touches; the file is never written through it.
+ * The extra bytes are anonymous memory reserved right after (the whole
+ * range is reserved first, then the file mapped over its start with
+ * MAP_FIXED), so appends grow the index in place instead of copying it.
  * The size is checked first: touching a page past the end of the file
- * would be SIGBUS, not an error code. Counted as one read of n bytes. */
-static int p_map(st_file *f, uint64_t off, size_t n, void **out)
+ * would be SIGBUS, not an error code (the file's last page is mapped only
+ * as far as it holds bytes of the file; the pages after are anonymous).
+ * Counted as one read of n bytes. */
+static int p_map(st_file *f, uint64_t off, size_t n, size_t extra, void **out)
 {
     pfile *p = (pfile *)f;
     struct stat st;
@@ -163,13 +168,20 @@ static int p_map(st_file *f, uint64_t off, size_t n, void **out)
     }
     long pg = sysconf(_SC_PAGESIZE);
     uint64_t lead = off % (uint64_t)(pg > 0 ? pg : 4096);
-    void *m = mmap(NULL, n + lead, PROT_READ | PROT_WRITE, MAP_PRIVATE, p->fd, (off_t)(off - lead));
+    char *m = mmap(NULL, lead + n + extra, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) {
         return st_errno_code(errno);
     }
+    if (mmap(m, lead + n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, p->fd,
+             (off_t)(off - lead)) == MAP_FAILED) {
+        int e = errno;
+        munmap(m, lead + n + extra);
+        return st_errno_code(e);
+    }
     posix_cnt.reads++;
     posix_cnt.bytes_read += n;
-    *out = (char *)m + lead;
+    *out = m + lead;
     return 0;
 }
 
