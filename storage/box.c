@@ -195,7 +195,8 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
  * log offset after the block. Returns 1 if it changed something, <0 on
  * error; m is consumed either way.
  */
-static int apply_msgs(stbox *t, st_msg *m, uint32_t n, st_imap *map, uint64_t end)
+static int apply_msgs(stbox *t, st_msg *m, uint32_t n, st_imap *map, const uint64_t *maxes,
+                      uint64_t end)
 {
     st_box *bx = &t->pub;
     uint32_t i = 0;
@@ -208,7 +209,12 @@ static int apply_msgs(stbox *t, st_msg *m, uint32_t n, st_imap *map, uint64_t en
         return 0;
     }
     uint64_t hms = bx->highestmodseq, mend = t->mbox_end;
-    for (uint32_t j = i; j < n; j++) {
+    if (i == 0) {
+        /* the whole block: the reader found its maxima in its pass */
+        hms = maxes[0] > hms ? maxes[0] : hms;
+        mend = maxes[1] > mend ? maxes[1] : mend;
+    }
+    for (uint32_t j = i; i && j < n; j++) {
         hms = m[j].modseq > hms ? m[j].modseq : hms;
         mend = m[j].off + m[j].dlen > mend ? m[j].off + m[j].dlen : mend;
     }
@@ -243,6 +249,7 @@ typedef struct pend {
     st_msg **blk;     /* decoded MSGS blocks (NULL once applied) */
     uint32_t *nblk;   /* entries in each */
     st_imap *mblk;    /* the mapping each lies in (p NULL: malloc'd) */
+    uint64_t *maxb;   /* per block: largest MODSEQ, largest message end */
     size_t nb, capb;
 } pend;
 
@@ -260,12 +267,18 @@ static int pend_block(pend *pd, st_logrd *rd, uint8_t *payload)
             pd->nblk = c;
         }
         st_imap *mp = c ? realloc(pd->mblk, nc * sizeof *mp) : NULL;
-        if (!mp) {
+        if (mp) {
+            pd->mblk = mp;
+        }
+        uint64_t *mx = mp ? realloc(pd->maxb, nc * 2 * sizeof *mx) : NULL;
+        if (!mx) {
             return ST_ENOMEM;
         }
-        pd->mblk = mp;
+        pd->maxb = mx;
         pd->capb = nc;
     }
+    pd->maxb[2 * pd->nb] = rd->msgs_hms;
+    pd->maxb[2 * pd->nb + 1] = rd->msgs_end;
     pd->blk[pd->nb] = st_logrd_take_msgs_map(rd, &pd->nblk[pd->nb], &pd->mblk[pd->nb]);
     st_put32(payload, (uint32_t)pd->nb);
     st_put64(payload + 4, rd->base + rd->i);
@@ -281,6 +294,7 @@ static void pend_free(pend *pd)
     free(pd->blk);
     free(pd->nblk);
     free(pd->mblk);
+    free(pd->maxb);
     free(pd->buf);
 }
 
@@ -321,7 +335,8 @@ static int pend_apply(pend *pd, stbox *t, uint64_t cut)
         int r;
         if (q[8] == REC_MSGS) {
             uint32_t k = st_get32(q + 11);
-            r = apply_msgs(t, pd->blk[k], pd->nblk[k], &pd->mblk[k], st_get64(q + 15));
+            r = apply_msgs(t, pd->blk[k], pd->nblk[k], &pd->mblk[k], &pd->maxb[2 * k],
+                           st_get64(q + 15));
             pd->blk[k] = NULL;
         } else {
             r = apply(t, q[8], q + 11, len);

@@ -288,19 +288,23 @@ _Static_assert(sizeof(st_msg) == ST_MSGS_ENTRY && offsetof(st_msg, uid) == 0 &&
                    offsetof(st_msg, kw) == 32 && offsetof(st_msg, modseq) == 40,
                "a REC_MSGS entry is the in-memory st_msg");
 
-/* Can the checked entries at e be the index as they are? Our writer
- * writes UIDs that grow and only system flags; anything else (a newer or
- * foreign writer) is decoded, which filters, instead. */
-static int msgs_in_place_ok(const uint8_t *e, uint32_t count)
+/* Largest MODSEQ and message end of decoded entries (the index's
+ * HIGHESTMODSEQ and mbox end, before STATE says them). */
+static void msgs_maxes(st_logrd *r)
 {
-    const st_msg *m = (const st_msg *)(const void *)e;
-    uint32_t last = 0, bad = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        bad |= (m[i].uid <= last) | ((m[i].flags & ~ST_F_SYSMASK) != 0);
-        last = m[i].uid;
+    uint64_t hms = 0, end = 0;
+    for (uint32_t i = 0; i < r->nmsgs; i++) {
+        const st_msg *m = &r->msgs[i];
+        hms = m->modseq > hms ? m->modseq : hms;
+        end = m->off + m->dlen > end ? m->off + m->dlen : end;
     }
-    return !bad;
+    r->msgs_hms = hms;
+    r->msgs_end = end;
 }
+
+/* Entries per slice of the mapped block's check: 96 KiB, so that the
+ * scan after the CRC of a slice finds it in the cache. */
+#define MSGS_SLICE 2048u
 
 /*
  * A version 3 block (CRC-32C) at the reader's position: map it, check it,
@@ -322,24 +326,47 @@ static int logrd_msgs_mapped(st_logrd *r, uint32_t count, size_t esize)
         return rc; /* an I/O error, not damage: the size was checked */
     }
     st_imap map = { mp, n + extra, r->f->vfs };
-    if (st_crc32c(0, mp, body) != st_get32(mp + body)) {
+    /* One pass, a slice at a time: the CRC, and (where the entries may be
+     * the index as they lie) whether they can: our writer writes UIDs
+     * that grow and only system flags; anything else (a newer or foreign
+     * writer) is decoded, which filters. The same pass finds the largest
+     * MODSEQ and message end. */
+    int in_place = r->want_msgs && ST_HOST_LE && esize == sizeof(st_msg) && ((uintptr_t)mp & 7) == 0;
+    uint32_t crc = 0, last = 0, bad = 0;
+    uint64_t hms = 0, mend = 0;
+    for (uint32_t i = 0; i < count; i += MSGS_SLICE) {
+        uint32_t k = count - i < MSGS_SLICE ? count - i : MSGS_SLICE;
+        crc = st_crc32c(crc, mp + (size_t)i * esize, (size_t)k * esize);
+        if (in_place) {
+            const st_msg *m = (const st_msg *)(const void *)mp + i;
+            for (uint32_t j = 0; j < k; j++) {
+                bad |= (m[j].uid <= last) | ((m[j].flags & ~ST_F_SYSMASK) != 0);
+                last = m[j].uid;
+                hms = m[j].modseq > hms ? m[j].modseq : hms;
+                mend = m[j].off + m[j].dlen > mend ? m[j].off + m[j].dlen : mend;
+            }
+        }
+    }
+    if (crc != st_get32(mp + body)) {
         st_msgs_release(NULL, &map);
         return ST_ECORRUPT;
     }
-    if (r->want_msgs && ST_HOST_LE && esize == sizeof(st_msg) && ((uintptr_t)mp & 7) == 0 &&
-        msgs_in_place_ok(mp, count)) {
+    if (in_place && !bad) {
         r->msgs = (st_msg *)(void *)mp;
         r->nmsgs = count;
         r->map = map;
+        r->msgs_hms = hms;
+        r->msgs_end = mend;
     } else if (r->want_msgs) {
         st_msg *out = malloc((size_t)count * sizeof *out + 1);
         if (!out) {
             st_msgs_release(NULL, &map);
             return ST_ENOMEM;
         }
-        uint32_t last = 0;
+        last = 0;
         r->nmsgs = msgs_decode(out, 0, &last, mp, count, esize);
         r->msgs = out;
+        msgs_maxes(r);
         st_msgs_release(NULL, &map);
     } else {
         st_msgs_release(NULL, &map);
@@ -409,6 +436,7 @@ static int logrd_msgs(st_logrd *r, const uint8_t *p)
     r->i += 4;
     r->msgs = out;
     r->nmsgs = n;
+    msgs_maxes(r);
     return 0;
 }
 

@@ -248,6 +248,8 @@ typedef struct st_logrd {
     int      bad_msgs; /* the ST_ECORRUPT returned is a MSGS record whose
                           block is short or fails its CRC */
     st_imap  map;    /* msgs lies in this mapped block (p NULL: malloc'd) */
+    uint64_t msgs_hms;  /* largest MODSEQ among msgs */
+    uint64_t msgs_end;  /* largest off + dlen among msgs */
 } st_logrd;
 void st_logrd_init(st_logrd *r, st_file *f, uint64_t from, uint64_t fsize);
 int  st_logrd_next(st_logrd *r, int *type, const uint8_t **payload, size_t *len, uint64_t *off);
