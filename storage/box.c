@@ -32,6 +32,14 @@ void st_note(stbox *b, const char *what)
 
 /* ---------------- the in-memory index ---------------- */
 
+/* m's flags changed (or m is new): keep the seen_below hint true. */
+static inline void unseen_at(st_box *bx, const st_msg *m)
+{
+    if (!(m->flags & (ST_F_SEEN | ST_F_EXPUNGED)) && m->uid < bx->seen_below) {
+        bx->seen_below = m->uid;
+    }
+}
+
 int st_msg_push(st_box *bx, const st_msg *m)
 {
     stbox *b = (stbox *)bx; /* only cap is used; temp boxes are stbox too */
@@ -56,7 +64,29 @@ int st_msg_push(st_box *bx, const st_msg *m)
     }
     bx->nexpunged += (m->flags & ST_F_EXPUNGED) != 0;
     bx->msg[bx->count++] = *m;
+    unseen_at(bx, m);
     return 0;
+}
+
+long st_box_first_unseen(st_box *bx)
+{
+    uint32_t lo = 0, hi = bx->count;
+    while (lo < hi) { /* first entry with uid >= seen_below */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (bx->msg[mid].uid < bx->seen_below) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    for (uint32_t i = lo; i < bx->count; i++) {
+        if (!(bx->msg[i].flags & (ST_F_SEEN | ST_F_EXPUNGED))) {
+            bx->seen_below = bx->msg[i].uid;
+            return (long)i;
+        }
+    }
+    bx->seen_below = bx->uidnext;
+    return -1;
 }
 
 long st_box_find(const st_box *bx, uint32_t uid)
@@ -135,6 +165,7 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
         m->flags = (uint8_t)((m->flags & ST_F_EXPUNGED) | (p[4] & ST_F_SYSMASK));
         m->kw = st_get64(p + 5);
         m->modseq = ms;
+        unseen_at(bx, m);
         return 1;
     }
     case REC_EXPUNGE: {
@@ -181,6 +212,10 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
             bx->recent_uid = st_get32(p + 12);
         }
         t->mbox_end = st_get64(p + 16);
+        /* the hint, written with the index it is true of (checkpoints and
+         * compaction logs put STATE right after their MSGS block); older
+         * writers have none: 0 */
+        bx->seen_below = len >= 28 ? st_get32(p + 24) : 0;
         return 0;
     default:
         return 0; /* unknown but intact: a newer writer; skip it */
@@ -712,6 +747,7 @@ static int merge(stbox *b, stbox *t)
                 changed = 1;
             }
             m->flags = (uint8_t)((m->flags & ST_F_EXPUNGED) | (n->flags & ST_F_SYSMASK));
+            unseen_at(bx, m);
             m->kw = n->kw;
             m->modseq = n->modseq;
             m->off = n->off;
@@ -816,6 +852,7 @@ static int full_load(stbox *b, int depth)
         b->pub.msg = t.pub.msg;
         b->pub.count = t.pub.count;
         b->pub.nexpunged = t.pub.nexpunged;
+        b->pub.seen_below = t.pub.seen_below;
         b->cap = cap;
         b->map = t.map;
         memcpy(b->pub.kw, t.pub.kw, sizeof t.pub.kw);
@@ -1603,6 +1640,7 @@ int st_set_flags(st_box *bx, uint32_t idx, uint8_t flags, uint64_t kw)
         m->modseq = ms;
         bx->highestmodseq = ms;
         bx->change++;
+        unseen_at(bx, m);
     }
     st_box_unlock(b);
     return r;

@@ -580,12 +580,15 @@ void st_logw_msgs(st_logw *w, const st_box *src, const uint64_t *noff)
 /* STATE: what a fresh log ends with (before MARK). */
 void st_logw_state(st_logw *w, const st_box *src, uint64_t mbox_end)
 {
-    uint8_t p[24];
+    uint8_t p[28];
     st_put32(p, src->uidnext);
     st_put64(p + 4, src->highestmodseq);
     st_put32(p + 12, src->recent_uid);
     st_put64(p + 16, mbox_end);
-    st_logw_rec(w, REC_STATE, p, 24);
+    /* the seen_below hint, true of src (a reader of 24 bytes skips it);
+     * compaction renumbers nothing, so it stays true of its log too */
+    st_put32(p + 24, src->seen_below);
+    st_logw_rec(w, REC_STATE, p, 28);
 }
 
 /*

@@ -81,6 +81,10 @@ typedef struct st_box {
     uint32_t count;          /* entries in msg[] */
     uint32_t nexpunged;      /* entries of msg[] with ST_F_EXPUNGED: a SELECT
                                 counts EXISTS without reading msg[] */
+    uint32_t seen_below;     /* hint: every live message with a UID below
+                                this has \Seen (0: nothing known). Kept
+                                in the STATE record; st_box_first_unseen
+                                starts there and moves it */
     uint32_t uidvalidity;
     uint32_t uidnext;
     uint64_t highestmodseq;
@@ -146,6 +150,10 @@ void st_box_purge(st_box *b);
 int  st_box_set_recent(st_box *b, uint32_t uid);
 /* Index of a uid in msg[], or -1. */
 long st_box_find(const st_box *b, uint32_t uid);
+/* Index of the first live (not expunged) message without \Seen, or -1:
+ * a SELECT's [UNSEEN] without reading the seen prefix of msg[]. Starts at
+ * the seen_below hint (found by UID) and moves the hint to what it found. */
+long st_box_first_unseen(st_box *b);
 /* Keyword index of name (case-insensitive), creating it if `create`.
  * Returns the index, ST_ENOENT, or ST_EFULL. */
 int  st_keyword(st_box *b, const char *name, size_t len, int create);

@@ -81,6 +81,21 @@ def test_select_after_restart_matches_fetch(server):
     assert info["recent"] == 0, "the first SELECT claimed them"
     assert int(info["codes"]["UNSEEN"]) == 77
 
+    # [UNSEEN] comes from a hint the store keeps: \Seen cleared below it
+    # by another session, then everything seen, then across a restart
+    w = server.raw("demo")
+    sel(w)
+    w.cmd_ok("STORE 5 -FLAGS.SILENT (\\Seen)")
+    assert int(sel(server.raw("demo"))["codes"]["UNSEEN"]) == 5
+    w.cmd_ok("STORE 1:* +FLAGS.SILENT (\\Seen)")
+    assert "UNSEEN" not in sel(server.raw("demo"))["codes"]
+    w.cmd_ok("STORE 120 -FLAGS.SILENT (\\Seen)")
+    server.restart()
+    r = server.raw("demo")
+    assert int(sel(r)["codes"]["UNSEEN"]) == 120
+    flags, _ = state(r)
+    assert first_unseen(flags) == 120
+
 
 def test_shared_index_then_expunge_sequence_numbers(server):
     r = fill(server)

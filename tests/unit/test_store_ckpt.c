@@ -280,7 +280,7 @@ static void test_round_trip(void)
     CHECK_EQ_INT(b->nkw, 2);
     CHECK_EQ_STR(b->kw[k1], "work");
     CHECK_EQ_INT(((stbox *)b)->mbox_end, mend);
-    CHECK_EQ_INT(((stbox *)b)->ckpt_size + 40, len); /* block, then STATE and MARK */
+    CHECK_EQ_INT(((stbox *)b)->ckpt_size + 44, len); /* block, then STATE (28) and MARK */
     /* records after the checkpoint apply on top of it */
     CHECK(put(b, 1000, ST_F_FLAGGED) == uidnext);
     CHECK_EQ_INT(st_set_flags(b, 0, ST_F_ANSWERED, 0), 0);
@@ -915,6 +915,127 @@ static void test_nexpunged(void)
     st_store_close(s);
 }
 
+/* The first unseen message by brute force: what st_box_first_unseen must
+ * find. */
+static long brute_unseen(const st_box *b)
+{
+    for (uint32_t i = 0; i < b->count; i++) {
+        if (!(b->msg[i].flags & (ST_F_SEEN | ST_F_EXPUNGED))) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* The seen_below hint behind SELECT's [UNSEEN]: right after flag changes
+ * here and in another process, expunges, appends, a checkpoint (the hint
+ * travels in STATE) and restarts; a STATE without it (an older writer)
+ * means 0. */
+static void test_unseen_hint(void)
+{
+    st_store *s, *o;
+    st_box *b, *x;
+    uint64_t keep_min = st_ckpt_min;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "uh"), 0);
+    CHECK_EQ_INT(st_box_open(s, "uh", "INBOX", &b), 0);
+    for (int i = 0; i < 300; i++) {
+        CHECK(put(b, i, i == 250 ? 0 : ST_F_SEEN) == (uint32_t)i + 1);
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 250);
+    CHECK_EQ_INT(b->seen_below, 251);
+    CHECK_EQ_INT(st_box_first_unseen(b), brute_unseen(b));
+    /* \Seen cleared below the hint: the hint follows */
+    CHECK_EQ_INT(st_set_flags(b, 40, ST_F_FLAGGED, 0), 0);
+    CHECK(b->seen_below <= 41);
+    CHECK_EQ_INT(st_box_first_unseen(b), 40);
+    /* set again: the next call finds 250 from 41 on */
+    CHECK_EQ_INT(st_set_flags(b, 40, ST_F_SEEN, 0), 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 250);
+    /* the first unseen expunged: the next one is an append */
+    CHECK_EQ_INT(st_expunge(b, 250), 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), -1);
+    CHECK_EQ_INT(b->seen_below, b->uidnext);
+    CHECK(put(b, 300, 0) == 301);
+    CHECK_EQ_INT(st_box_first_unseen(b), 300);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    /* a checkpoint carries the hint; a restart starts from it */
+    st_box_purge_only(b);
+    CHECK_EQ_INT(st_box_first_unseen(b), 299);
+    uint32_t hint = b->seen_below;
+    CHECK_EQ_INT(st_box_checkpoint(b), 0);
+    st_box_close(b);
+    st_store_close(s);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "uh", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->seen_below, hint);
+    CHECK_EQ_INT(st_box_first_unseen(b), 299);
+    /* another process clears \Seen far below: seen through the refresh */
+    CHECK_EQ_INT(st_store_open(&o, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(o, "uh", "INBOX", &x), 0);
+    CHECK_EQ_INT(st_set_flags(x, 7, 0, 0), 0);
+    CHECK_EQ_INT(st_box_commit(x), 0);
+    CHECK(st_box_refresh(b) > 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 7);
+    CHECK_EQ_INT(st_box_first_unseen(b), brute_unseen(b));
+    /* ... and after a checkpoint written there, followed here */
+    st_ckpt_min = 1024;
+    for (int k = 0; k < 80; k++) {
+        CHECK_EQ_INT(st_set_flags(x, 7, k % 2 ? ST_F_SEEN : 0, 0), 0);
+        CHECK_EQ_INT(st_box_commit(x), 0);
+    }
+    CHECK_EQ_INT(st_set_flags(x, 3, 0, 0), 0);
+    CHECK_EQ_INT(st_box_checkpoint(x), 0);
+    st_ckpt_min = keep_min;
+    CHECK(st_box_refresh(b) > 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 3);
+    CHECK_EQ_INT(brute_unseen(b), 3);
+    st_box_close(x);
+    st_store_close(o);
+    st_box_close(b);
+    st_store_close(s);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "uh", "INBOX", &b), 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 3);
+    CHECK_EQ_INT(brute_unseen(b), 3);
+    st_box_close(b);
+    st_store_close(s);
+    /* a STATE of 24 bytes (an older writer): no hint, still right */
+    size_t len;
+    uint8_t *log = read_all(path_of("uh", ".INBOX.state"), &len);
+    walk w;
+    walk_log(log, len, &w);
+    size_t at = 0;
+    int found = 0;
+    while (at + REC_OVERHEAD <= len) {
+        size_t l = (size_t)log[at + 2] << 8 | log[at + 3];
+        if (log[at] == REC_STATE && l == 28) {
+            /* the record as a version 2 writer wrote it: 24 bytes, the
+             * rest of the file moved up by the 4 */
+            log[at + 3] = 24;
+            st_put32(log + at + 28, st_crc32(0, log + at, 28));
+            memmove(log + at + 32, log + at + 36, len - (at + 36));
+            len -= 4;
+            found = 1;
+            break;
+        }
+        at += l + REC_OVERHEAD;
+        if (log[at - l - REC_OVERHEAD] == REC_MSGS) {
+            at += (size_t)w.msgs * ST_MSGS_ENTRY + 4;
+        }
+    }
+    CHECK(found);
+    write_all(path_of("uh", ".INBOX.state"), log, len);
+    free(log);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "uh", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->seen_below, 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 3);
+    st_box_close(b);
+    st_store_close(s);
+}
+
 static unsigned kept(st_store *s)
 {
     unsigned n = 0;
@@ -1071,6 +1192,7 @@ int main(void)
     test_mapped();
     test_import_checkpoint();
     test_nexpunged();
+    test_unseen_hint();
     test_keep_closed();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
