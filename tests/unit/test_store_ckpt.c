@@ -740,10 +740,11 @@ static void test_mapped(void)
     CHECK_EQ_INT(st_box_open(s, "map", "INBOX", &b), 0);
     sb = (stbox *)b;
     uint32_t room = sb->cap;
-    int copied_at = 0;
+    int copied_at = 0, was_mapped = sb->map.p != NULL;
+    CHECK_EQ_INT(was_mapped, le); /* big-endian hosts decode into memory */
     for (uint32_t i = b->count; i <= room; i++) {
         CHECK(put(b, 1000 + (int)i, 0) == i + 1);
-        if (!copied_at && sb->map.p == NULL) {
+        if (was_mapped && !copied_at && sb->map.p == NULL) {
             copied_at = (int)i + 1;
         }
     }
