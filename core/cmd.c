@@ -561,11 +561,12 @@ static void cmd_select(imap_conn *c, args *a, int readonly)
     } else {
         out_printf(c, "* %u RECENT\r\n", s->recent_count);
     }
-    for (uint32_t seq = 1; seq <= s->exists && !ext_rev2(c); seq++) {
-        long idx = view_seq2idx(s, seq);
-        if (idx >= 0 && !(box->msg[idx].flags & ST_F_SEEN)) {
+    if (!ext_rev2(c)) {
+        /* from the store's hint: the seen prefix of msg[] is not read */
+        long idx = st_box_first_unseen(box);
+        uint32_t seq = idx >= 0 ? view_idx2seq(s, (uint32_t)idx) : 0;
+        if (seq) {
             out_printf(c, "* OK [UNSEEN %u] First unseen\r\n", seq);
-            break;
         }
     }
     out_printf(c, "* OK [UIDVALIDITY %u] UIDs valid\r\n", box->uidvalidity);

@@ -34,10 +34,7 @@ void view_sync(st_box *box)
         return;
     }
     st_box_refresh(box);
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < box->count; i++) {
-        n += (box->msg[i].flags & ST_F_EXPUNGED) != 0;
-    }
+    uint32_t n = box->nexpunged; /* the store counts them: no scan */
     if (n == mv->nexp) {
         return;
     }
@@ -82,10 +79,14 @@ imap_sess *view_open(imap_conn *c, st_box *box, int readonly)
     s->readonly = readonly;
     s->told_gen = mv->gen;
     s->told_modseq = box->highestmodseq;
-    for (uint32_t i = 0; i < box->count; i++) {
+    /* Without reading all of msg[] (a SELECT of 100,000 messages used to
+     * walk it three times): EXISTS is a count, the highest UID is the
+     * last entry not expunged, and \Recent is a UID range at the end. */
+    s->exists = box->count - box->nexpunged;
+    for (uint32_t i = box->count; i-- > 0;) {
         if (!(box->msg[i].flags & ST_F_EXPUNGED)) {
-            s->exists++;
             s->uidmax = box->msg[i].uid;
+            break;
         }
     }
     if (!readonly) {
@@ -95,7 +96,22 @@ imap_sess *view_open(imap_conn *c, st_box *box, int readonly)
             st_box_set_recent(box, box->uidnext);
         }
     }
-    for (uint32_t i = 0; i < box->count; i++) {
+    uint32_t lo = 0, hi = box->count, first = readonly ? box->recent_uid : s->recent_lo;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (box->msg[mid].uid < first) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    for (uint32_t i = lo; i < box->count; i++) {
+        if (box->nexpunged == 0) {
+            /* every entry from lo on is live, and below recent_hi
+             * (uidnext at most) or, read-only, at or above recent_uid */
+            s->recent_count = box->count - lo;
+            break;
+        }
         if (!(box->msg[i].flags & ST_F_EXPUNGED) && view_is_recent(s, i)) {
             s->recent_count++;
         }

@@ -32,20 +32,61 @@ void st_note(stbox *b, const char *what)
 
 /* ---------------- the in-memory index ---------------- */
 
+/* m's flags changed (or m is new): keep the seen_below hint true. */
+static inline void unseen_at(st_box *bx, const st_msg *m)
+{
+    if (!(m->flags & (ST_F_SEEN | ST_F_EXPUNGED)) && m->uid < bx->seen_below) {
+        bx->seen_below = m->uid;
+    }
+}
+
 int st_msg_push(st_box *bx, const st_msg *m)
 {
     stbox *b = (stbox *)bx; /* only cap is used; temp boxes are stbox too */
     if (bx->count == b->cap) {
         uint32_t ncap = b->cap ? b->cap * 2 : 64;
-        st_msg *n = realloc(bx->msg, (size_t)ncap * sizeof *n);
+        st_msg *n;
+        if (b->map.p) {
+            /* the index is a mapped checkpoint block: copy it out once */
+            n = malloc((size_t)ncap * sizeof *n);
+            if (n) {
+                memcpy(n, bx->msg, (size_t)bx->count * sizeof *n);
+                st_msgs_release(bx->msg, &b->map);
+            }
+        } else {
+            n = realloc(bx->msg, (size_t)ncap * sizeof *n);
+        }
         if (!n) {
             return ST_ENOMEM;
         }
         bx->msg = n;
         b->cap = ncap;
     }
+    bx->nexpunged += (m->flags & ST_F_EXPUNGED) != 0;
     bx->msg[bx->count++] = *m;
+    unseen_at(bx, m);
     return 0;
+}
+
+long st_box_first_unseen(st_box *bx)
+{
+    uint32_t lo = 0, hi = bx->count;
+    while (lo < hi) { /* first entry with uid >= seen_below */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (bx->msg[mid].uid < bx->seen_below) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    for (uint32_t i = lo; i < bx->count; i++) {
+        if (!(bx->msg[i].flags & (ST_F_SEEN | ST_F_EXPUNGED))) {
+            bx->seen_below = bx->msg[i].uid;
+            return (long)i;
+        }
+    }
+    bx->seen_below = bx->uidnext;
+    return -1;
 }
 
 long st_box_find(const st_box *bx, uint32_t uid)
@@ -64,9 +105,10 @@ long st_box_find(const st_box *bx, uint32_t uid)
 
 static void box_free_index(stbox *b)
 {
-    free(b->pub.msg);
+    st_msgs_release(b->pub.msg, &b->map);
     b->pub.msg = NULL;
     b->pub.count = 0;
+    b->pub.nexpunged = 0;
     b->cap = 0;
     for (unsigned i = 0; i < b->pub.nkw; i++) {
         free(b->pub.kw[i]);
@@ -123,6 +165,7 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
         m->flags = (uint8_t)((m->flags & ST_F_EXPUNGED) | (p[4] & ST_F_SYSMASK));
         m->kw = st_get64(p + 5);
         m->modseq = ms;
+        unseen_at(bx, m);
         return 1;
     }
     case REC_EXPUNGE: {
@@ -134,6 +177,7 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
             return 0;
         }
         bx->msg[i].flags |= ST_F_EXPUNGED;
+        bx->nexpunged++;
         bx->msg[i].modseq = ms;
         t->dead_bytes += bx->msg[i].dlen;
         return 1;
@@ -168,6 +212,10 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
             bx->recent_uid = st_get32(p + 12);
         }
         t->mbox_end = st_get64(p + 16);
+        /* the hint, written with the index it is true of (checkpoints and
+         * compaction logs put STATE right after their MSGS block); older
+         * writers have none: 0 */
+        bx->seen_below = len >= 28 ? st_get32(p + 24) : 0;
         return 0;
     default:
         return 0; /* unknown but intact: a newer writer; skip it */
@@ -182,7 +230,8 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
  * log offset after the block. Returns 1 if it changed something, <0 on
  * error; m is consumed either way.
  */
-static int apply_msgs(stbox *t, st_msg *m, uint32_t n, uint64_t end)
+static int apply_msgs(stbox *t, st_msg *m, uint32_t n, st_imap *map, const uint64_t *maxes,
+                      uint64_t end)
 {
     st_box *bx = &t->pub;
     uint32_t i = 0;
@@ -191,11 +240,16 @@ static int apply_msgs(stbox *t, st_msg *m, uint32_t n, uint64_t end)
         i++; /* stale: UIDs only grow */
     }
     if (i == n) {
-        free(m);
+        st_msgs_release(m, map);
         return 0;
     }
     uint64_t hms = bx->highestmodseq, mend = t->mbox_end;
-    for (uint32_t j = i; j < n; j++) {
+    if (i == 0) {
+        /* the whole block: the reader found its maxima in its pass */
+        hms = maxes[0] > hms ? maxes[0] : hms;
+        mend = maxes[1] > mend ? maxes[1] : mend;
+    }
+    for (uint32_t j = i; i && j < n; j++) {
         hms = m[j].modseq > hms ? m[j].modseq : hms;
         mend = m[j].off + m[j].dlen > mend ? m[j].off + m[j].dlen : mend;
     }
@@ -203,19 +257,22 @@ static int apply_msgs(stbox *t, st_msg *m, uint32_t n, uint64_t end)
     bx->highestmodseq = hms;
     t->mbox_end = mend;
     if (bx->count == 0 && i == 0) {
-        free(bx->msg);
+        st_msgs_release(bx->msg, &t->map);
         bx->msg = m;
         bx->count = n;
-        t->cap = n;
+        /* a mapped block is the index as it lies, with room after it */
+        t->cap = map->p ? (uint32_t)(map->len / sizeof *m) : n;
+        t->map = *map;
+        memset(map, 0, sizeof *map);
         return 1;
     }
     for (; i < n; i++) {
         if (st_msg_push(bx, &m[i])) {
-            free(m);
+            st_msgs_release(m, map);
             return ST_ENOMEM;
         }
     }
-    free(m);
+    st_msgs_release(m, map);
     return 1;
 }
 
@@ -226,6 +283,8 @@ typedef struct pend {
     size_t len, cap;
     st_msg **blk;     /* decoded MSGS blocks (NULL once applied) */
     uint32_t *nblk;   /* entries in each */
+    st_imap *mblk;    /* the mapping each lies in (p NULL: malloc'd) */
+    uint64_t *maxb;   /* per block: largest MODSEQ, largest message end */
     size_t nb, capb;
 } pend;
 
@@ -239,13 +298,23 @@ static int pend_block(pend *pd, st_logrd *rd, uint8_t *payload)
             pd->blk = b;
         }
         uint32_t *c = b ? realloc(pd->nblk, nc * sizeof *c) : NULL;
-        if (!c) {
+        if (c) {
+            pd->nblk = c;
+        }
+        st_imap *mp = c ? realloc(pd->mblk, nc * sizeof *mp) : NULL;
+        if (mp) {
+            pd->mblk = mp;
+        }
+        uint64_t *mx = mp ? realloc(pd->maxb, nc * 2 * sizeof *mx) : NULL;
+        if (!mx) {
             return ST_ENOMEM;
         }
-        pd->nblk = c;
+        pd->maxb = mx;
         pd->capb = nc;
     }
-    pd->blk[pd->nb] = st_logrd_take_msgs(rd, &pd->nblk[pd->nb]);
+    pd->maxb[2 * pd->nb] = rd->msgs_hms;
+    pd->maxb[2 * pd->nb + 1] = rd->msgs_end;
+    pd->blk[pd->nb] = st_logrd_take_msgs_map(rd, &pd->nblk[pd->nb], &pd->mblk[pd->nb]);
     st_put32(payload, (uint32_t)pd->nb);
     st_put64(payload + 4, rd->base + rd->i);
     pd->nb++;
@@ -255,10 +324,12 @@ static int pend_block(pend *pd, st_logrd *rd, uint8_t *payload)
 static void pend_free(pend *pd)
 {
     for (size_t i = 0; i < pd->nb; i++) {
-        free(pd->blk[i]);
+        st_msgs_release(pd->blk[i], &pd->mblk[i]);
     }
     free(pd->blk);
     free(pd->nblk);
+    free(pd->mblk);
+    free(pd->maxb);
     free(pd->buf);
 }
 
@@ -299,7 +370,8 @@ static int pend_apply(pend *pd, stbox *t, uint64_t cut)
         int r;
         if (q[8] == REC_MSGS) {
             uint32_t k = st_get32(q + 11);
-            r = apply_msgs(t, pd->blk[k], pd->nblk[k], st_get64(q + 15));
+            r = apply_msgs(t, pd->blk[k], pd->nblk[k], &pd->mblk[k], &pd->maxb[2 * k],
+                           st_get64(q + 15));
             pd->blk[k] = NULL;
         } else {
             r = apply(t, q[8], q + 11, len);
@@ -675,6 +747,7 @@ static int merge(stbox *b, stbox *t)
                 changed = 1;
             }
             m->flags = (uint8_t)((m->flags & ST_F_EXPUNGED) | (n->flags & ST_F_SYSMASK));
+            unseen_at(bx, m);
             m->kw = n->kw;
             m->modseq = n->modseq;
             m->off = n->off;
@@ -682,6 +755,7 @@ static int merge(stbox *b, stbox *t)
         } else {
             if (!(m->flags & ST_F_EXPUNGED)) {
                 m->flags |= ST_F_EXPUNGED; /* gone from the new log: expunged */
+                bx->nexpunged++;
                 changed = 1;
             }
             if (b->mbox_replaced) {
@@ -777,7 +851,10 @@ static int full_load(stbox *b, int depth)
         uint32_t cap = t.cap;
         b->pub.msg = t.pub.msg;
         b->pub.count = t.pub.count;
+        b->pub.nexpunged = t.pub.nexpunged;
+        b->pub.seen_below = t.pub.seen_below;
         b->cap = cap;
+        b->map = t.map;
         memcpy(b->pub.kw, t.pub.kw, sizeof t.pub.kw);
         b->pub.nkw = t.pub.nkw;
         b->pub.uidvalidity = t.pub.uidvalidity;
@@ -1239,7 +1316,8 @@ uint64_t st_keep_closed_bytes = ST_KEEP_CLOSED_BYTES;
 /* Memory a kept mailbox holds (its index and keyword names). */
 static uint64_t box_mem(const stbox *b)
 {
-    uint64_t n = sizeof *b + (uint64_t)b->cap * sizeof(st_msg);
+    /* a mapped index's room to grow is address space, not memory */
+    uint64_t n = sizeof *b + (uint64_t)(b->map.p ? b->pub.count : b->cap) * sizeof(st_msg);
     for (unsigned i = 0; i < b->pub.nkw; i++) {
         n += strlen(b->pub.kw[i]) + 1;
     }
@@ -1253,10 +1331,10 @@ static void keep_closed(stbox *b)
     st_store *s = b->s;
     /* appends doubled the array: a kept index holds only what it needs */
     if (b->pub.count == 0) {
-        free(b->pub.msg);
+        st_msgs_release(b->pub.msg, &b->map);
         b->pub.msg = NULL;
         b->cap = 0;
-    } else if (b->cap > b->pub.count) {
+    } else if (b->cap > b->pub.count && !b->map.p) {
         st_msg *m = realloc(b->pub.msg, (size_t)b->pub.count * sizeof *m);
         if (m) {
             b->pub.msg = m;
@@ -1379,18 +1457,20 @@ static uint64_t snapshot_estimate(const st_box *bx)
            live * ST_MSGS_ENTRY;
 }
 
-/* Replace the log by a checkpoint of the index (temp file, sync, rename:
- * the old log stays whole until the new one is durable). 0 when the new
- * log is in place. The lock is held. */
-static int rewrite_log(stbox *b)
+/* Rewrite the log as a checkpoint (HDR, keywords, one MSGS block, STATE,
+ * MARK) and follow the new file. Lock held, mbox synced. */
+static int box_checkpoint(stbox *b)
 {
     st_box *bx = &b->pub;
+    uint64_t size;
+    int r = st_log_write_snapshot(b->s, b->dir, b->log_path, bx->uidvalidity, bx, b->mbox_end, &size);
+    if (r) {
+        return r;
+    }
     const st_vfs *v = b->s->vfs;
     st_file *nl;
     st_stat ls;
-    uint64_t size;
-    int r = st_log_write_snapshot(b->s, b->dir, b->log_path, bx->uidvalidity, bx, b->mbox_end, &size);
-    if (r || (r = v->open(v, b->log_path, ST_O_WRITE, &nl)) != 0) {
+    if ((r = v->open(v, b->log_path, ST_O_WRITE, &nl)) != 0) {
         return r;
     }
     if ((r = st_vfstat(nl, &ls)) != 0) {
@@ -1445,6 +1525,7 @@ static void take_back(stbox *b)
         st_put64(p + 4, ms);
         (void)st_log_add(b, REC_EXPUNGE, p, sizeof p);
         m->flags |= ST_F_EXPUNGED;
+        bx->nexpunged++;
         m->modseq = ms;
         bx->highestmodseq = ms;
         b->dead_bytes += m->dlen;
@@ -1456,10 +1537,27 @@ static void take_back(stbox *b)
         st_note(b, "a failed commit could not take back every unacknowledged message");
         b->own_lost = 0;
     }
-    if (any && rewrite_log(b) == 0) {
+    if (any && box_checkpoint(b) == 0) {
         b->dirty_log = 0;
         st_note(b, "took back messages whose commit failed");
     }
+}
+
+int st_box_checkpoint(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    int r = st_box_commit(bx);
+    if (r || b->log_end == b->ckpt_size) {
+        return r; /* nothing after the checkpoint */
+    }
+    if ((r = st_box_lock(b)) != 0) {
+        return r;
+    }
+    if (b->log_end != b->ckpt_size) {
+        r = box_checkpoint(b);
+    }
+    st_box_unlock(b);
+    return r;
 }
 
 int st_box_commit(st_box *bx)
@@ -1490,20 +1588,24 @@ int st_box_commit(st_box *bx)
         b->dirty_log = b->dirty_mbox = 0;
         uint64_t est = snapshot_estimate(bx);
         if (b->log_end > st_ckpt_min &&
-            (b->log_end > 2 * est || b->log_end - b->ckpt_size > b->ckpt_size / 2)) {
+            (b->log_end > 2 * est || b->log_end - b->ckpt_size > b->ckpt_size / ST_CKPT_TAIL_DIV)) {
             /* checkpoint: replay stays short. Twice what a fresh log would
              * take (expunges, flag changes), or records after the
-             * checkpoint of half its size (appends: a log of appends alone
-             * never passes the first test, and an APPEND record costs 2-3
-             * times its entry in a MSGS block to replay, so the open of
-             * 100,000 messages stays within about 1.5 times that of the
-             * block alone). A checkpoint thus follows at least half its
-             * size in records: the log's bytes at most triple -- a few
-             * percent of the pages a commit dirties anyway (see README).
-             * A version 1 log (ckpt_size 0) gets its first one at its
-             * first commit. Failure is harmless (the old log is intact),
-             * so it is not reported. */
-            rewrite_log(b);
+             * checkpoint of a quarter of its size (appends: a log of
+             * appends alone never passes the first test). Since the block
+             * is mapped and used in place (log.c), an APPEND record costs
+             * some 10 times its entry to replay, so the tail, not the
+             * block, is most of an open: a quarter of the block's size
+             * keeps the open of 100,000 messages within a few ms (half
+             * did when the block was decoded too). A checkpoint thus
+             * follows at least a quarter of its size in records: the
+             * log's bytes at most quintuple -- 4 bytes of checkpoint per
+             * record byte, 7 % of the 4 KiB page every commit dirties
+             * anyway for its 70-byte APPEND (see README). A version 1 log
+             * (ckpt_size 0) gets its first one at its first commit.
+             * Failure is harmless (the old log is intact), so it is not
+             * reported. */
+            box_checkpoint(b);
         }
         b->nown = 0;
         b->own_lost = 0;
@@ -1528,6 +1630,9 @@ void st_box_purge_only(st_box *bx)
      * rather than copy every entry onto itself (after a fresh load of
      * 100,000 messages with none expunged, that copy was 5 % of the open). */
     uint32_t i = 0;
+    if (bx->nexpunged == 0) {
+        return; /* nothing to drop: msg[] is not even read */
+    }
     while (i < bx->count && !(bx->msg[i].flags & ST_F_EXPUNGED)) {
         i++;
     }
@@ -1537,6 +1642,7 @@ void st_box_purge_only(st_box *bx)
             bx->msg[j++] = bx->msg[i];
         }
     }
+    bx->nexpunged = 0;
     if (j != bx->count) {
         bx->count = j;
         bx->change++;
@@ -1597,6 +1703,7 @@ int st_set_flags(st_box *bx, uint32_t idx, uint8_t flags, uint64_t kw)
         m->modseq = ms;
         bx->highestmodseq = ms;
         bx->change++;
+        unseen_at(bx, m);
     }
     st_box_unlock(b);
     return r;
@@ -1624,6 +1731,7 @@ int st_expunge(st_box *bx, uint32_t idx)
     r = st_log_add(b, REC_EXPUNGE, p, sizeof p);
     if (!r) {
         m->flags |= ST_F_EXPUNGED;
+        bx->nexpunged++;
         m->modseq = ms;
         bx->highestmodseq = ms;
         b->dead_bytes += m->dlen;

@@ -12,11 +12,22 @@
  * framing, checking and applying 100,000 APPEND records (2.5x the bytes).
  * The entries are little-endian, the byte order of nearly every host this
  * runs on, so the decode compiles to plain loads there.
+ *
+ * Version 3 blocks go further: their checksum is CRC-32C (hardware
+ * instructions, crc32c.c) and their entries start at a file offset that
+ * is a multiple of 8, so the reader maps the block (st_vmap: a private,
+ * copy-on-write view of the file) and, on a little-endian host, uses the
+ * entries in place as the st_msg array: nothing is copied or decoded, and
+ * a flag change copies only the page it touches. Big-endian hosts and
+ * entries of another size decode from the mapping as before.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "st_int.h"
+
+unsigned st_msgs_version = 3;
 
 size_t st_rec_encode(uint8_t *buf, int type, const uint8_t *payload, size_t len)
 {
@@ -169,21 +180,50 @@ void st_logrd_init(st_logrd *r, st_file *f, uint64_t from, uint64_t fsize)
     r->fsize = fsize;
 }
 
+void st_msgs_release(st_msg *m, st_imap *map)
+{
+    if (map->p) {
+        st_vunmap(map->vfs, map->p, map->len);
+    } else {
+        free(m);
+    }
+    memset(map, 0, sizeof *map);
+}
+
 void st_logrd_free(st_logrd *r)
 {
     free(r->buf);
     r->buf = NULL;
-    free(r->msgs);
+    st_msgs_release(r->msgs, &r->map);
     r->msgs = NULL;
     r->nmsgs = 0;
 }
 
-st_msg *st_logrd_take_msgs(st_logrd *r, uint32_t *count)
+st_msg *st_logrd_take_msgs_map(st_logrd *r, uint32_t *count, st_imap *map)
 {
     st_msg *m = r->msgs;
     *count = r->nmsgs;
+    *map = r->map;
+    memset(&r->map, 0, sizeof r->map);
     r->msgs = NULL;
     r->nmsgs = 0;
+    return m;
+}
+
+st_msg *st_logrd_take_msgs(st_logrd *r, uint32_t *count)
+{
+    st_imap map;
+    st_msg *m = st_logrd_take_msgs_map(r, count, &map);
+    if (map.p) {
+        st_msg *c = malloc((size_t)*count * sizeof *c + 1);
+        if (c) {
+            memcpy(c, m, (size_t)*count * sizeof *c);
+        } else {
+            *count = 0;
+        }
+        st_msgs_release(m, &map);
+        m = c;
+    }
     return m;
 }
 
@@ -213,21 +253,149 @@ static int logrd_fill(st_logrd *r, size_t need)
     return 0;
 }
 
+/* Decode k entries of esize bytes at e into out[n...]; returns the new n.
+ * An entry whose UID does not grow is left out, as replay leaves out such
+ * an APPEND (branch-free: it is overwritten by the next). */
+static uint32_t msgs_decode(st_msg *out, uint32_t n, uint32_t *lastp, const uint8_t *e,
+                            size_t k, size_t esize)
+{
+    uint32_t last = *lastp;
+    for (size_t j = 0; j < k; j++, e += esize) {
+        st_msg *m = &out[n];
+        m->uid = le32(e);
+        m->size = le32(e + 4);
+        m->off = le64(e + 8);
+        m->dlen = le32(e + 16);
+        m->flags = e[20] & ST_F_SYSMASK;
+        m->tz = (int16_t)le16(e + 22);
+        m->idate = (int64_t)le64(e + 24);
+        m->kw = le64(e + 32);
+        m->modseq = le64(e + 40);
+        uint32_t ok = m->uid > last;
+        last = ok ? m->uid : last;
+        n += ok;
+    }
+    *lastp = last;
+    return n;
+}
+
+/* On a little-endian host an entry of ST_MSGS_ENTRY bytes is an st_msg:
+ * the same fields at the same offsets (the byte after flags is padding). */
+_Static_assert(sizeof(st_msg) == ST_MSGS_ENTRY && offsetof(st_msg, uid) == 0 &&
+                   offsetof(st_msg, size) == 4 && offsetof(st_msg, off) == 8 &&
+                   offsetof(st_msg, dlen) == 16 && offsetof(st_msg, flags) == 20 &&
+                   offsetof(st_msg, tz) == 22 && offsetof(st_msg, idate) == 24 &&
+                   offsetof(st_msg, kw) == 32 && offsetof(st_msg, modseq) == 40,
+               "a REC_MSGS entry is the in-memory st_msg");
+
+/* Largest MODSEQ and message end of decoded entries (the index's
+ * HIGHESTMODSEQ and mbox end, before STATE says them). */
+static void msgs_maxes(st_logrd *r)
+{
+    uint64_t hms = 0, end = 0;
+    for (uint32_t i = 0; i < r->nmsgs; i++) {
+        const st_msg *m = &r->msgs[i];
+        hms = m->modseq > hms ? m->modseq : hms;
+        end = m->off + m->dlen > end ? m->off + m->dlen : end;
+    }
+    r->msgs_hms = hms;
+    r->msgs_end = end;
+}
+
+/* Entries per slice of the mapped block's check: 96 KiB, so that the
+ * scan after the CRC of a slice finds it in the cache. */
+#define MSGS_SLICE 2048u
+
 /*
- * The block after a REC_MSGS record (payload p): check its CRC and, if the
- * caller wants them, decode the entries into r->msgs, allocated once at
- * its final size. An entry whose UID does not grow is left out, as replay
- * leaves out such an APPEND. 0, or ST_ECORRUPT if the block is short
- * (torn), fails its CRC or has entries smaller than ours.
+ * A version 3 block (CRC-32C) at the reader's position: map it, check it,
+ * and use it in place or decode it (see the top of the file). The reader
+ * then continues after the block.
+ */
+static int logrd_msgs_mapped(st_logrd *r, uint32_t count, size_t esize)
+{
+    uint64_t at = r->base + r->i;
+    size_t body = (size_t)count * esize, n = body + 4;
+    uint8_t *mp;
+    /* room for appends after the checkpoint to grow the index in place:
+     * the commit rule writes a checkpoint before they reach half the
+     * block's size, about a third of its entries (address space only
+     * until used) */
+    size_t extra = r->want_msgs ? ((size_t)count / 2 + 64) * sizeof(st_msg) : 0;
+    int rc = st_vmap(r->f, at, n, extra, (void **)&mp);
+    if (rc) {
+        return rc; /* an I/O error, not damage: the size was checked */
+    }
+    st_imap map = { mp, n + extra, r->f->vfs };
+    /* One pass, a slice at a time: the CRC, and (where the entries may be
+     * the index as they lie) whether they can: our writer writes UIDs
+     * that grow and only system flags; anything else (a newer or foreign
+     * writer) is decoded, which filters. The same pass finds the largest
+     * MODSEQ and message end. */
+    int in_place = r->want_msgs && ST_HOST_LE && esize == sizeof(st_msg) && ((uintptr_t)mp & 7) == 0;
+    uint32_t crc = 0, last = 0, bad = 0;
+    uint64_t hms = 0, mend = 0;
+    for (uint32_t i = 0; i < count; i += MSGS_SLICE) {
+        uint32_t k = count - i < MSGS_SLICE ? count - i : MSGS_SLICE;
+        crc = st_crc32c(crc, mp + (size_t)i * esize, (size_t)k * esize);
+        if (in_place) {
+            const st_msg *m = (const st_msg *)(const void *)mp + i;
+            for (uint32_t j = 0; j < k; j++) {
+                bad |= (m[j].uid <= last) | ((m[j].flags & ~ST_F_SYSMASK) != 0);
+                last = m[j].uid;
+                hms = m[j].modseq > hms ? m[j].modseq : hms;
+                mend = m[j].off + m[j].dlen > mend ? m[j].off + m[j].dlen : mend;
+            }
+        }
+    }
+    if (crc != st_get32(mp + body)) {
+        st_msgs_release(NULL, &map);
+        return ST_ECORRUPT;
+    }
+    if (in_place && !bad) {
+        r->msgs = (st_msg *)(void *)mp;
+        r->nmsgs = count;
+        r->map = map;
+        r->msgs_hms = hms;
+        r->msgs_end = mend;
+    } else if (r->want_msgs) {
+        st_msg *out = malloc((size_t)count * sizeof *out + 1);
+        if (!out) {
+            st_msgs_release(NULL, &map);
+            return ST_ENOMEM;
+        }
+        last = 0;
+        r->nmsgs = msgs_decode(out, 0, &last, mp, count, esize);
+        r->msgs = out;
+        msgs_maxes(r);
+        st_msgs_release(NULL, &map);
+    } else {
+        st_msgs_release(NULL, &map);
+    }
+    /* continue after the block: the buffer starts afresh there */
+    r->base = at + n;
+    r->len = r->i = 0;
+    return 0;
+}
+
+/*
+ * The block after a REC_MSGS record (payload p): check its checksum and,
+ * if the caller wants them, decode the entries into r->msgs, allocated
+ * once at its final size (version 3: mapped, see logrd_msgs_mapped).
+ * 0, or ST_ECORRUPT if the block is short (torn), fails its checksum or
+ * has entries smaller than ours.
  */
 static int logrd_msgs(st_logrd *r, const uint8_t *p)
 {
     uint32_t count = st_get32(p);
     size_t esize = st_get16(p + 4);
+    unsigned check = st_get16(p + 6);
     uint64_t at = r->base + r->i;
-    if (esize < ST_MSGS_ENTRY || esize > ST_REC_MAX || st_get16(p + 6) != 0 ||
+    if (esize < ST_MSGS_ENTRY || esize > ST_REC_MAX || check > ST_MSGS_CHECK_CRC32C ||
         (uint64_t)count * esize + 4 > r->fsize - at) {
         return ST_ECORRUPT; /* a block we cannot read, or not all there */
+    }
+    if (check == ST_MSGS_CHECK_CRC32C) {
+        return logrd_msgs_mapped(r, count, esize);
     }
     st_msg *out = count && r->want_msgs ? malloc((size_t)count * sizeof *out) : NULL;
     if (count && r->want_msgs && !out) {
@@ -249,21 +417,8 @@ static int logrd_msgs(st_logrd *r, const uint8_t *p)
         }
         const uint8_t *e = r->buf + r->i;
         crc = st_crc32(crc, e, k * esize);
-        for (size_t j = 0; out && j < k; j++, e += esize) {
-            st_msg *m = &out[n];
-            m->uid = le32(e);
-            m->size = le32(e + 4);
-            m->off = le64(e + 8);
-            m->dlen = le32(e + 16);
-            m->flags = e[20] & ST_F_SYSMASK;
-            m->tz = (int16_t)le16(e + 22);
-            m->idate = (int64_t)le64(e + 24);
-            m->kw = le64(e + 32);
-            m->modseq = le64(e + 40);
-            /* branch-free: a UID that does not grow is overwritten next */
-            uint32_t ok = m->uid > last;
-            last = ok ? m->uid : last;
-            n += ok;
+        if (out) {
+            n = msgs_decode(out, n, &last, e, k, esize);
         }
         r->i += k * esize;
         left -= (uint32_t)k;
@@ -281,6 +436,7 @@ static int logrd_msgs(st_logrd *r, const uint8_t *p)
     r->i += 4;
     r->msgs = out;
     r->nmsgs = n;
+    msgs_maxes(r);
     return 0;
 }
 
@@ -297,7 +453,7 @@ int st_logrd_next(st_logrd *r, int *type, const uint8_t **payload, size_t *len, 
             return ST_ENOMEM;
         }
     }
-    free(r->msgs);
+    st_msgs_release(r->msgs, &r->map);
     r->msgs = NULL;
     r->nmsgs = 0;
     *off = r->base + r->i;
@@ -366,7 +522,7 @@ void st_logw_head(st_logw *w, uint32_t uidvalidity, const st_box *src)
 {
     uint8_t p[ST_REC_MAX];
     st_put32(p, ST_LOG_MAGIC);
-    st_put32(p + 4, ST_LOG_VERSION);
+    st_put32(p + 4, st_msgs_version >= 3 ? ST_LOG_VERSION : 2u);
     st_put32(p + 8, uidvalidity);
     st_logw_rec(w, REC_HDR, p, 12);
     for (unsigned i = 0; i < src->nkw; i++) {
@@ -377,17 +533,27 @@ void st_logw_head(st_logw *w, uint32_t uidvalidity, const st_box *src)
     }
 }
 
-/* The block's CRC is taken over each buffer of entries as it is flushed. */
+/* The block's checksum is taken over each buffer of entries as it is
+ * flushed. Version 3 (st_msgs_version): a REC_PAD first if needed so that
+ * the entries start at a multiple of 8 in the file, and CRC-32C. */
 void st_logw_msgs(st_logw *w, const st_box *src, const uint64_t *noff)
 {
     uint8_t p[MSGS_LEN];
     uint32_t live = 0, crc = 0;
+    int v3 = st_msgs_version >= 3;
+    uint32_t (*sum)(uint32_t, const void *, size_t) = v3 ? st_crc32c : st_crc32;
     for (uint32_t i = 0; i < src->count; i++) {
         live += !(src->msg[i].flags & ST_F_EXPUNGED);
     }
+    /* entries start after the MSGS record: REC_OVERHEAD + MSGS_LEN = 16 */
+    uint64_t pos = w->off + w->n;
+    if (v3 && pos % 8) {
+        uint8_t zero[8] = { 0 };
+        st_logw_rec(w, REC_PAD, zero, (size_t)(8 - pos % 8));
+    }
     st_put32(p, live);
     st_put16(p + 4, ST_MSGS_ENTRY);
-    st_put16(p + 6, 0);
+    st_put16(p + 6, v3 ? ST_MSGS_CHECK_CRC32C : ST_MSGS_CHECK_CRC32);
     st_logw_rec(w, REC_MSGS, p, MSGS_LEN);
     size_t from = w->n; /* entries from here in buf are not in crc yet */
     for (uint32_t i = 0; i < src->count; i++) {
@@ -396,14 +562,14 @@ void st_logw_msgs(st_logw *w, const st_box *src, const uint64_t *noff)
             continue;
         }
         if (w->n + ST_MSGS_ENTRY > ST_CHUNK) {
-            crc = st_crc32(crc, w->buf + from, w->n - from);
+            crc = sum(crc, w->buf + from, w->n - from);
             st_logw_flush(w);
             from = 0;
         }
         msgs_entry_put(w->buf + w->n, m, noff ? noff[i] : m->off);
         w->n += ST_MSGS_ENTRY;
     }
-    crc = st_crc32(crc, w->buf + from, w->n - from);
+    crc = sum(crc, w->buf + from, w->n - from);
     if (w->n + 4 > ST_CHUNK) {
         st_logw_flush(w);
     }
@@ -414,12 +580,15 @@ void st_logw_msgs(st_logw *w, const st_box *src, const uint64_t *noff)
 /* STATE: what a fresh log ends with (before MARK). */
 void st_logw_state(st_logw *w, const st_box *src, uint64_t mbox_end)
 {
-    uint8_t p[24];
+    uint8_t p[28];
     st_put32(p, src->uidnext);
     st_put64(p + 4, src->highestmodseq);
     st_put32(p + 12, src->recent_uid);
     st_put64(p + 16, mbox_end);
-    st_logw_rec(w, REC_STATE, p, 24);
+    /* the seen_below hint, true of src (a reader of 24 bytes skips it);
+     * compaction renumbers nothing, so it stays true of its log too */
+    st_put32(p + 24, src->seen_below);
+    st_logw_rec(w, REC_STATE, p, 28);
 }
 
 /*

@@ -27,6 +27,11 @@
  * stays short and the amortised extra writing stays below one checkpoint
  * per half a checkpoint's size of records. */
 #define ST_LOG_CKPT_MIN     (64u * 1024u)
+/* ... and the records after the checkpoint reach 1/ST_CKPT_TAIL_DIV of its
+ * size: what the open of a big mailbox costs beyond its mapped block
+ * (replaying APPEND records) against how often the block is rewritten
+ * (see st_box_commit). */
+#define ST_CKPT_TAIL_DIV    4u
 /* How long a mutation waits for another process's lock (deliver, an MDA)
  * before giving up with ST_EBUSY, in milliseconds. Holders keep it for one
  * message write, so this is generous. */
@@ -73,15 +78,26 @@ enum {
     REC_STATE = 8,   /* uidnext, highestmodseq, recent_uid, mbox_end */
     REC_COMPACT = 9, /* u64 size, u32 crc32 of the whole mbox this log was
                         written for by a compaction (see compact.c) */
-    REC_MSGS = 10,   /* u32 count, u16 entry size, u16 0; then, outside the
-                        record, count entries and a u32 crc32 of them: the
-                        index of a checkpoint in one block (log.c) */
+    REC_MSGS = 10,   /* u32 count, u16 entry size, u16 check; then, outside
+                        the record, count entries and a u32 checksum of
+                        them: the index of a checkpoint in one block
+                        (log.c). check 0: crc32 (version 2), 1: CRC-32C */
+    REC_PAD = 11,    /* zero bytes: puts a MSGS block's entries at a file
+                        offset that is a multiple of 8, so a mapped block
+                        is an aligned st_msg array (log.c) */
 };
 #define ST_LOG_MAGIC   0x50494d53u /* "PIMS" */
 /* 2: checkpoints and compaction logs carry REC_MSGS (a reader of version 1
  * would take the block after it for a torn tail); version 1 logs, one
- * APPEND record a message, are still read. */
-#define ST_LOG_VERSION 2u
+ * APPEND record a message, are still read.
+ * 3: the MSGS block's checksum is CRC-32C (check 1) and its entries are
+ * 8-aligned in the file (REC_PAD); a version 2 reader refuses such a block
+ * (check != 0) and rebuilds from the mbox. Version 2 blocks are still read. */
+#define ST_LOG_VERSION 3u
+#define ST_MSGS_CHECK_CRC32  0u
+#define ST_MSGS_CHECK_CRC32C 1u
+/* tests: the block version st_logw_msgs writes (2 or 3) */
+extern unsigned st_msgs_version;
 /* Bytes of one REC_MSGS entry as written now (little-endian: uid, size,
  * off, dlen, flags, 0, tz, idate, kw, modseq); readers take entries of at
  * least this size and skip what a newer writer adds after these fields. */
@@ -97,6 +113,14 @@ typedef struct st_rec_append {
     uint32_t crc;    /* crc32 of [off-hlen, off+dlen+tail) */
 } st_rec_append;
 
+/* Memory an index array lies in when it is a mapped checkpoint block
+ * (p NULL: the array is malloc'd). Released with st_msgs_release. */
+typedef struct st_imap {
+    void *p;              /* what st_vmap returned */
+    size_t len;           /* its length */
+    const st_vfs *vfs;    /* the table that mapped it */
+} st_imap;
+
 /* A mailbox open in this process. st_box first: st_box* casts to stbox*. */
 typedef struct stbox {
     st_box   pub;
@@ -104,6 +128,10 @@ typedef struct stbox {
     struct stbox *next;     /* in s->boxes */
     unsigned refs;          /* st_box_open()s not yet closed */
     uint32_t cap;           /* allocated entries of pub.msg */
+    st_imap  map;           /* pub.msg lies in this mapped checkpoint block
+                               (log.c; p NULL: malloc'd). Growing copies it
+                               out once (st_msg_push); freeing goes through
+                               st_msgs_release */
     char    *dir;           /* user folder */
     char    *mbox_path;
     char    *log_path;
@@ -157,6 +185,13 @@ struct st_store {
 
 /* util.c */
 uint32_t st_crc32(uint32_t crc, const void *p, size_t n);
+/* crc32c.c: CRC-32C (Castagnoli), chained like st_crc32 (start with 0);
+ * SSE4.2 / ARMv8 instructions where the CPU has them, else tables, with
+ * the same results. st_crc32c_hw() says which; st_crc32c_soft = 1 forces
+ * the tables (tests). */
+uint32_t st_crc32c(uint32_t crc, const void *p, size_t n);
+int st_crc32c_hw(void);
+extern int st_crc32c_soft;
 int  st_escape(const char *name, char *out, size_t outsz);
 int  st_unescape(const char *file, char *out, size_t outsz);
 char *st_strdup(const char *s);
@@ -204,6 +239,8 @@ void   st_logw_flush(st_logw *w);
 void   st_logw_rec(st_logw *w, int type, const uint8_t *payload, size_t len);
 void   st_logw_head(st_logw *w, uint32_t uidvalidity, const st_box *src);
 void   st_logw_state(st_logw *w, const st_box *src, uint64_t mbox_end);
+/* Free an index array m, or unmap the block it lies in; clears *map. */
+void st_msgs_release(st_msg *m, st_imap *map);
 typedef struct st_logrd {
     st_file *f;
     uint64_t base;   /* file offset of buf[0] */
@@ -218,6 +255,9 @@ typedef struct st_logrd {
     uint8_t  hdr[8]; /* that record's payload (the block moved the buffer) */
     int      bad_msgs; /* the ST_ECORRUPT returned is a MSGS record whose
                           block is short or fails its CRC */
+    st_imap  map;    /* msgs lies in this mapped block (p NULL: malloc'd) */
+    uint64_t msgs_hms;  /* largest MODSEQ among msgs */
+    uint64_t msgs_end;  /* largest off + dlen among msgs */
 } st_logrd;
 void st_logrd_init(st_logrd *r, st_file *f, uint64_t from, uint64_t fsize);
 int  st_logrd_next(st_logrd *r, int *type, const uint8_t **payload, size_t *len, uint64_t *off);
@@ -226,6 +266,10 @@ void st_logrd_free(st_logrd *r);
  * (malloc'd, sorted by strictly increasing UID; NULL if none or want_msgs
  * is not set): the caller frees them. */
 st_msg *st_logrd_take_msgs(st_logrd *r, uint32_t *count);
+/* The same without a copy: a version 3 block used in place (little-endian
+ * host, our entry size) comes back with *map set; release the array with
+ * st_msgs_release(m, map). */
+st_msg *st_logrd_take_msgs_map(st_logrd *r, uint32_t *count, st_imap *map);
 /* Write the live entries of src (not ST_F_EXPUNGED) as one REC_MSGS
  * record; noff, if not NULL, gives each entry's offset instead (compaction). */
 void st_logw_msgs(st_logw *w, const st_box *src, const uint64_t *noff);

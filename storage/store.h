@@ -79,6 +79,12 @@ typedef struct st_box {
     /* read-only for the core */
     st_msg  *msg;            /* sorted by uid; may hold ST_F_EXPUNGED entries */
     uint32_t count;          /* entries in msg[] */
+    uint32_t nexpunged;      /* entries of msg[] with ST_F_EXPUNGED: a SELECT
+                                counts EXISTS without reading msg[] */
+    uint32_t seen_below;     /* hint: every live message with a UID below
+                                this has \Seen (0: nothing known). Kept
+                                in the STATE record; st_box_first_unseen
+                                starts there and moves it */
     uint32_t uidvalidity;
     uint32_t uidnext;
     uint64_t highestmodseq;
@@ -139,12 +145,20 @@ int  st_box_refresh(st_box *b);
  * them) and a reopen does not show them, while their UIDs stay used. Flag
  * changes and expunges of the failed commit stay pending for the next. */
 int  st_box_commit(st_box *b);
+/* Commit, then rewrite the log as a checkpoint if it holds records after
+ * its last one, so that the next open maps one block and replays nothing
+ * (the end of an import of many messages). */
+int  st_box_checkpoint(st_box *b);
 /* Drop ST_F_EXPUNGED entries from msg[] (indexes of the rest shift). */
 void st_box_purge(st_box *b);
 /* Record that messages below `uid` have been claimed as \Recent. */
 int  st_box_set_recent(st_box *b, uint32_t uid);
 /* Index of a uid in msg[], or -1. */
 long st_box_find(const st_box *b, uint32_t uid);
+/* Index of the first live (not expunged) message without \Seen, or -1:
+ * a SELECT's [UNSEEN] without reading the seen prefix of msg[]. Starts at
+ * the seen_below hint (found by UID) and moves the hint to what it found. */
+long st_box_first_unseen(st_box *b);
 /* Keyword index of name (case-insensitive), creating it if `create`.
  * Returns the index, ST_ENOENT, or ST_EFULL. */
 int  st_keyword(st_box *b, const char *name, size_t len, int create);

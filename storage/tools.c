@@ -333,6 +333,11 @@ int st_import_mbox(st_store *s, const char *user, const char *mailbox, const cha
         if (!r) {
             r = imp_commit(&c);
         }
+        if (!r) {
+            /* a log of APPEND records: the first open should map one
+             * block instead of replaying them (failure only costs that) */
+            (void)st_box_checkpoint(c.b);
+        }
         st_box_close(c.b);
     }
     st_vclose(c.src);
@@ -455,6 +460,9 @@ int st_import_maildir(st_store *s, const char *user, const char *mailbox, const 
     }
     if (!r) {
         r = imp_commit(&c);
+    }
+    if (!r) {
+        (void)st_box_checkpoint(b); /* as after an mbox import */
     }
     *count = c.n;
     st_box_close(b);

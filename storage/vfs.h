@@ -86,6 +86,17 @@ struct st_vfs {
     int  (*list)(const st_vfs *v, const char *dir,
                  int (*cb)(void *ctx, const char *name), void *ctx);
     int  (*sync_dir)(const st_vfs *v, const char *path);
+    /* Optional (NULL: st_vmap reads a copy through pread). A private view
+     * of bytes [off, off+n) of f followed by `extra` bytes of private
+     * memory (room to grow in place), readable and writable: writes never
+     * reach the file (copy on write), it stays valid after f is closed,
+     * and pages never touched cost nothing. ST_EIO if the file is shorter.
+     * The file must not be cut below off+n while mapped (the store only
+     * maps checkpoint blocks, which are never truncated: logs are cut
+     * only after their valid end, and replaced by rename). */
+    int  (*map)(st_file *f, uint64_t off, size_t n, size_t extra, void **out);
+    /* Releases what map returned, given n + extra (NULL: free()). */
+    void (*unmap)(const st_vfs *v, void *p, size_t n);
 };
 
 /* Convenience wrappers (vfs_posix.c): dispatch through f->vfs. */
@@ -99,6 +110,12 @@ static inline int  st_vlock(st_file *f, int how, int wait) { return f->vfs->lock
 
 /* Read exactly n bytes at off: ST_EIO (or the error) if fewer are there. */
 int st_vread_full(st_file *f, void *buf, size_t n, uint64_t off);
+/* f->vfs->map, or where a layer has none (fault, crash: so their reads
+ * are failed or torn like any other), a malloc'd copy read with
+ * st_vread_full. Release with st_vunmap(f->vfs, ...) -- the table that
+ * mapped it, which may outlive f. */
+int  st_vmap(st_file *f, uint64_t off, size_t n, size_t extra, void **out);
+void st_vunmap(const st_vfs *v, void *p, size_t n);
 
 /* The process-wide posix table and its counters. */
 const st_vfs *st_vfs_posix(void);

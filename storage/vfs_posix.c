@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +55,36 @@ int st_vread_full(st_file *f, void *buf, size_t n, uint64_t off)
         return (int)r;
     }
     return (size_t)r == n ? 0 : ST_EIO;
+}
+
+int st_vmap(st_file *f, uint64_t off, size_t n, size_t extra, void **out)
+{
+    if (f->vfs->map) {
+        return f->vfs->map(f, off, n, extra, out);
+    }
+    void *p = malloc(n + extra ? n + extra : 1);
+    if (!p) {
+        return ST_ENOMEM;
+    }
+    int r = st_vread_full(f, p, n, off);
+    if (r) {
+        free(p);
+        return r;
+    }
+    *out = p;
+    return 0;
+}
+
+void st_vunmap(const st_vfs *v, void *p, size_t n)
+{
+    if (!p) {
+        return;
+    }
+    if (v->unmap) {
+        v->unmap(v, p, n);
+    } else {
+        free(p);
+    }
 }
 
 static int p_open(const st_vfs *v, const char *path, int flags, st_file **out)
@@ -114,6 +145,51 @@ static long p_pread(st_file *f, void *buf, size_t n, uint64_t off)
     }
     posix_cnt.bytes_read += got;
     return (long)got;
+}
+
+/* MAP_PRIVATE, read-write: the index is used in place and a flag change
+ * copies only the page it touches; the file is never written through it.
+ * The extra bytes are anonymous memory reserved right after (the whole
+ * range is reserved first, then the file mapped over its start with
+ * MAP_FIXED), so appends grow the index in place instead of copying it.
+ * The size is checked first: touching a page past the end of the file
+ * would be SIGBUS, not an error code (the file's last page is mapped only
+ * as far as it holds bytes of the file; the pages after are anonymous).
+ * Counted as one read of n bytes. */
+static int p_map(st_file *f, uint64_t off, size_t n, size_t extra, void **out)
+{
+    pfile *p = (pfile *)f;
+    struct stat st;
+    if (fstat(p->fd, &st) < 0) {
+        return st_errno_code(errno);
+    }
+    if ((uint64_t)st.st_size < off || (uint64_t)st.st_size - off < n || n == 0) {
+        return ST_EIO;
+    }
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t lead = off % (uint64_t)(pg > 0 ? pg : 4096);
+    char *m = mmap(NULL, lead + n + extra, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) {
+        return st_errno_code(errno);
+    }
+    if (mmap(m, lead + n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, p->fd,
+             (off_t)(off - lead)) == MAP_FAILED) {
+        int e = errno;
+        munmap(m, lead + n + extra);
+        return st_errno_code(e);
+    }
+    posix_cnt.reads++;
+    posix_cnt.bytes_read += n;
+    *out = m + lead;
+    return 0;
+}
+
+static void p_unmap(const st_vfs *v, void *p, size_t n)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t lead = (uintptr_t)p % (uintptr_t)(pg > 0 ? pg : 4096);
+    munmap((char *)p - lead, n + lead);
 }
 
 static int p_pwrite(st_file *f, const void *buf, size_t n, uint64_t off)
@@ -315,6 +391,8 @@ static const st_vfs posix_vfs = {
     .rmdir = p_rmdir,
     .list = p_list,
     .sync_dir = p_sync_dir,
+    .map = p_map,
+    .unmap = p_unmap,
 };
 
 const st_vfs *st_vfs_posix(void)

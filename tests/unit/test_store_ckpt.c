@@ -77,6 +77,19 @@ static uint32_t put(st_box *b, int i, uint8_t flags)
     return uid;
 }
 
+/* CRC-32C bit by bit, independent of crc32c.c. */
+static uint32_t crc32c_bitwise(const uint8_t *p, size_t n)
+{
+    uint32_t crc = ~0u;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++) {
+            crc = (crc & 1) ? 0x82f63b78u ^ (crc >> 1) : crc >> 1;
+        }
+    }
+    return ~crc;
+}
+
 /* What the log's framing says, read independently of log.c: the records
  * (by type) and every MSGS block's entries and checksum. */
 typedef struct walk {
@@ -84,6 +97,8 @@ typedef struct walk {
     uint32_t version;
     uint32_t msgs;       /* entries in MSGS blocks */
     uint16_t esize;
+    uint16_t check;      /* the last block's checksum kind (0 crc32, 1 crc32c) */
+    int aligned;         /* every block's entries start at a multiple of 8 */
     int crc_ok;          /* every block's CRC holds */
     uint64_t end;        /* where the walk stopped */
     const uint8_t *first; /* first entry of the first block */
@@ -93,6 +108,7 @@ static void walk_log(const uint8_t *p, size_t n, walk *w)
 {
     memset(w, 0, sizeof *w);
     w->crc_ok = 1;
+    w->aligned = 1;
     size_t i = 0;
     while (i + REC_OVERHEAD <= n) {
         size_t len = (size_t)p[i + 2] << 8 | p[i + 3];
@@ -108,6 +124,8 @@ static void walk_log(const uint8_t *p, size_t n, walk *w)
         if (type == REC_MSGS) {
             uint32_t count = be32(p + i - len - 4);
             w->esize = (uint16_t)(p[i - len - 4 + 4] << 8 | p[i - len - 4 + 5]);
+            w->check = (uint16_t)(p[i - len - 4 + 6] << 8 | p[i - len - 4 + 7]);
+            w->aligned &= i % 8 == 0;
             size_t bl = (size_t)count * w->esize;
             if (i + bl + 4 > n) {
                 break;
@@ -115,7 +133,7 @@ static void walk_log(const uint8_t *p, size_t n, walk *w)
             if (!w->first) {
                 w->first = p + i;
             }
-            w->crc_ok &= st_crc32(0, p + i, bl) == be32(p + i + bl);
+            w->crc_ok &= (w->check ? crc32c_bitwise(p + i, bl) : st_crc32(0, p + i, bl)) == be32(p + i + bl);
             w->msgs += count;
             i += bl + 4;
         }
@@ -218,14 +236,17 @@ static void test_round_trip(void)
     st_box_close(b);
     st_store_close(s);
 
-    /* the file as documented: HDR version 2, keywords, one MSGS block of
-     * 48-byte little-endian entries with its CRC, STATE, MARK; no APPEND */
+    /* the file as documented: HDR version 3, keywords, one MSGS block of
+     * 48-byte little-endian entries at a multiple of 8 with its CRC-32C,
+     * STATE, MARK; no APPEND */
     size_t len;
     uint8_t *log = read_all(path_of("rt", ".INBOX.state"), &len);
     walk w;
     walk_log(log, len, &w);
     CHECK_EQ_INT(w.end, len);
-    CHECK_EQ_INT(w.version, 2);
+    CHECK_EQ_INT(w.version, 3);
+    CHECK_EQ_INT(w.check, 1);
+    CHECK(w.aligned);
     CHECK_EQ_INT(w.n_type[REC_HDR], 1);
     CHECK_EQ_INT(w.n_type[REC_KEYWORD], 2);
     CHECK_EQ_INT(w.n_type[REC_MSGS], 1);
@@ -259,7 +280,7 @@ static void test_round_trip(void)
     CHECK_EQ_INT(b->nkw, 2);
     CHECK_EQ_STR(b->kw[k1], "work");
     CHECK_EQ_INT(((stbox *)b)->mbox_end, mend);
-    CHECK_EQ_INT(((stbox *)b)->ckpt_size + 40, len); /* block, then STATE and MARK */
+    CHECK_EQ_INT(((stbox *)b)->ckpt_size + 44, len); /* block, then STATE (28) and MARK */
     /* records after the checkpoint apply on top of it */
     CHECK(put(b, 1000, ST_F_FLAGGED) == uidnext);
     CHECK_EQ_INT(st_set_flags(b, 0, ST_F_ANSWERED, 0), 0);
@@ -309,8 +330,9 @@ static void test_round_trip(void)
  * compared with the bytes spelled out here (entries little-endian, the
  * frame and the block's CRC big-endian). Run on big-endian MIPS too
  * (make test-endian). */
-static void test_golden(void)
+static void test_golden_v(unsigned version)
 {
+    st_msgs_version = version;
     st_msg m[2];
     st_box bx;
     memset(m, 0, sizeof m);
@@ -338,12 +360,16 @@ static void test_golden(void)
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
     };
     uint8_t want[8 + 8 + ST_MSGS_ENTRY + 4];
-    /* frame: type 10, 0, len 8 | count 1 | entry size 48 | 0 | crc */
-    static const uint8_t frame[12] = { 10, 0, 0, 8, 0, 0, 0, 1, 0, 48, 0, 0 };
+    /* frame: type 10, 0, len 8 | count 1 | entry size 48 | check | crc;
+     * check 0 and the IEEE CRC in version 2, 1 and CRC-32C in version 3
+     * (at file offset 0 the entries are 8-aligned: no REC_PAD) */
+    uint8_t frame[12] = { 10, 0, 0, 8, 0, 0, 0, 1, 0, 48, 0, 0 };
+    frame[11] = version >= 3;
     memcpy(want, frame, 12);
     st_put32(want + 12, st_crc32(0, want, 12));
     memcpy(want + 16, want_entry, ST_MSGS_ENTRY);
-    st_put32(want + 16 + ST_MSGS_ENTRY, st_crc32(0, want_entry, ST_MSGS_ENTRY));
+    st_put32(want + 16 + ST_MSGS_ENTRY,
+             version >= 3 ? crc32c_bitwise(want_entry, ST_MSGS_ENTRY) : st_crc32(0, want_entry, ST_MSGS_ENTRY));
 
     const st_vfs *v = st_vfs_posix();
     st_logw w = { 0 };
@@ -401,6 +427,33 @@ static void test_golden(void)
     st_logrd_free(&rd);
     st_vclose(f);
     free(got);
+
+    if (version >= 3) {
+        /* a block that does not start at a multiple of 8: a REC_PAD of
+         * 8 - 5 = 3 zero bytes first, then the same bytes */
+        CHECK_EQ_INT(v->open(v, path, ST_O_WRITE | ST_O_CREATE | ST_O_TRUNC, &w.f), 0);
+        w.buf = malloc(ST_CHUNK);
+        w.off = 5;
+        w.n = 0;
+        st_logw_msgs(&w, &bx, NULL);
+        st_logw_flush(&w);
+        CHECK_EQ_INT(w.err, 0);
+        st_vclose(w.f);
+        free(w.buf);
+        got = read_all(path, &len);
+        CHECK_EQ_INT(len, 5 + 11 + sizeof want);
+        CHECK(got && got[5] == REC_PAD && got[8] == 3 && got[9] == 0 && got[10] == 0 && got[11] == 0);
+        CHECK(got && memcmp(got + 16, want, sizeof want) == 0);
+        CHECK_EQ_INT((5 + 11 + 16) % 8, 0);
+        free(got);
+    }
+    st_msgs_version = 3;
+}
+
+static void test_golden(void)
+{
+    test_golden_v(2);
+    test_golden_v(3);
 }
 
 static int notes_seen;
@@ -565,7 +618,7 @@ static void test_old_format(void)
     st_store_close(s);
     log = read_all(path_of("old", ".INBOX.state"), &len);
     walk_log(log, len, &w);
-    CHECK_EQ_INT(w.version, 2);
+    CHECK_EQ_INT(w.version, 3);
     CHECK_EQ_INT(w.n_type[REC_APPEND], 0);
     CHECK_EQ_INT(w.n_type[REC_MSGS], 1);
     CHECK_EQ_INT(w.msgs, 199);
@@ -576,6 +629,412 @@ static void test_old_format(void)
     st_box_close(b);
     st_store_close(s);
     free(want);
+}
+
+/* A version 2 checkpoint (IEEE CRC, entries anywhere) is read by the
+ * decode path and rewritten as version 3 at its next checkpoint; a
+ * version 3 one on a little-endian host is the index itself (mapped): a
+ * flag change writes into the private mapping only, an APPEND copies it
+ * out, and a restart agrees with all of it. Through the fault layer (no
+ * map method) the block is read into memory, and a read error there is
+ * an error, not damage: the log is left alone. */
+static void test_mapped(void)
+{
+    uint64_t keep_min = st_ckpt_min;
+    st_store *s;
+    st_box *b;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "map"), 0);
+    CHECK_EQ_INT(st_box_open(s, "map", "INBOX", &b), 0);
+    for (int i = 0; i < 500; i++) {
+        CHECK(put(b, i, (uint8_t)(i % 3 ? 0 : ST_F_SEEN)) == (uint32_t)i + 1);
+    }
+    st_msgs_version = 2;
+    st_ckpt_min = 1024;
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_ckpt_min = keep_min;
+    st_msgs_version = 3;
+    st_msg *want = copy_index(b);
+    st_box_close(b);
+    st_store_close(s);
+    size_t len;
+    uint8_t *log = read_all(path_of("map", ".INBOX.state"), &len);
+    walk w;
+    walk_log(log, len, &w);
+    CHECK_EQ_INT(w.version, 2);
+    CHECK_EQ_INT(w.check, 0);
+    CHECK_EQ_INT(w.msgs, 500);
+    CHECK(w.crc_ok);
+    free(log);
+
+    /* version 2: decoded into memory of our own */
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "map", "INBOX", &b), 0);
+    CHECK(same_index(b, want, 500));
+    CHECK(((stbox *)b)->map.p == NULL);
+    /* flag changes until the next checkpoint, which is version 3 */
+    st_ckpt_min = 1024;
+    for (int round = 0; round < 4; round++) {
+        for (uint32_t i = 0; i < 500; i += 2) {
+            uint8_t fl = round % 2 ? ST_F_FLAGGED : ST_F_DELETED;
+            CHECK_EQ_INT(st_set_flags(b, i, fl, 0), 0);
+            want[i].flags = fl;
+            want[i].modseq = b->msg[i].modseq;
+        }
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_ckpt_min = keep_min;
+    st_box_close(b);
+    st_store_close(s);
+    log = read_all(path_of("map", ".INBOX.state"), &len);
+    walk_log(log, len, &w);
+    CHECK_EQ_INT(w.version, 3);
+    CHECK_EQ_INT(w.check, 1);
+    CHECK_EQ_INT(w.n_type[REC_MSGS], 1);
+    CHECK_EQ_INT(w.n_type[REC_FLAGS], 0);
+    CHECK(w.aligned && w.crc_ok);
+
+    /* version 3: the index is the mapped block (little-endian hosts) */
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "map", "INBOX", &b), 0);
+    CHECK(same_index(b, want, 500));
+    stbox *sb = (stbox *)b;
+    int le = 1;
+    le = *(const uint8_t *)&le;
+    CHECK(le ? sb->map.p != NULL && (void *)b->msg == sb->map.p : sb->map.p == NULL);
+    /* a flag change lands in the private mapping, never in the file's
+     * bytes: the log only grows by its record */
+    CHECK_EQ_INT(st_set_flags(b, 1, ST_F_ANSWERED, 0), 0);
+    want[1].flags = ST_F_ANSWERED;
+    want[1].modseq = b->msg[1].modseq;
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    size_t len2;
+    uint8_t *log2 = read_all(path_of("map", ".INBOX.state"), &len2);
+    CHECK(len2 > len && log2 && memcmp(log, log2, len) == 0);
+    free(log2);
+    CHECK(le ? sb->map.p != NULL : 1);
+    /* an APPEND grows the index in the room mapped after the block */
+    CHECK(put(b, 900, ST_F_DRAFT) == 501);
+    CHECK(le ? sb->map.p != NULL && (void *)b->msg == sb->map.p : sb->map.p == NULL);
+    CHECK(sb->cap >= 500 + 500 / 2);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    CHECK_EQ_INT(b->count, 501);
+    CHECK_EQ_INT(b->msg[500].flags, ST_F_DRAFT);
+    CHECK_EQ_INT(b->msg[1].flags, ST_F_ANSWERED);
+    st_box_close(b);
+    st_store_close(s);
+
+    /* a restart: the block plus the records after it */
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "map", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, 501);
+    b->count = 500; /* compare the first 500 (the array is ours) */
+    CHECK(same_index(b, want, 500));
+    b->count = 501;
+    CHECK_EQ_INT(b->msg[500].uid, 501);
+    st_box_close(b);
+    st_store_close(s);
+
+    /* past that room the index is copied out of the mapping, once */
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "map", "INBOX", &b), 0);
+    sb = (stbox *)b;
+    uint32_t room = sb->cap;
+    int copied_at = 0, was_mapped = sb->map.p != NULL;
+    CHECK_EQ_INT(was_mapped, le); /* big-endian hosts decode into memory */
+    for (uint32_t i = b->count; i <= room; i++) {
+        CHECK(put(b, 1000 + (int)i, 0) == i + 1);
+        if (was_mapped && !copied_at && sb->map.p == NULL) {
+            copied_at = (int)i + 1;
+        }
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    CHECK(le ? copied_at == (int)room + 1 : copied_at == 0);
+    CHECK(sb->map.p == NULL);
+    CHECK_EQ_INT(b->count, room + 1);
+    b->count = 500;
+    CHECK(same_index(b, want, 500)); /* the copy kept every entry */
+    b->count = room + 1;
+    CHECK_EQ_INT(b->msg[500].flags, ST_F_DRAFT);
+    st_box_close(b);
+    st_store_close(s);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "map", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, room + 1);
+    CHECK_EQ_INT(b->msg[room].uid, room + 1);
+    st_box_close(b);
+    st_store_close(s);
+
+    /* the fault layer has no map: the block is read through its pread,
+     * so a failing read fails the open with that error and changes
+     * nothing on disk; the next open is whole */
+    int fails = 0;
+    for (uint64_t at = 1; at < 40; at++) {
+        st_fault fl;
+        memset(&fl, 0, sizeof fl);
+        fl.kind = ST_FK_READ;
+        fl.fail_at = at;
+        fl.err = ST_EIO;
+        st_vfs *fv = st_vfs_fault(st_vfs_posix(), &fl);
+        st_keep_closed_max = 0;
+        CHECK_EQ_INT(st_store_open(&s, root, fv), 0);
+        int r = st_box_open(s, "map", "INBOX", &b);
+        if (r == 0) {
+            CHECK_EQ_INT(b->count, room + 1);
+            st_box_close(b);
+        } else {
+            CHECK_EQ_INT(r, ST_EIO);
+            fails++;
+        }
+        st_store_close(s);
+        st_vfs_layer_free(fv);
+        st_keep_closed_max = ST_KEEP_CLOSED_MAX;
+        log2 = read_all(path_of("map", ".INBOX.state"), &len2);
+        walk_log(log2, len2, &w);
+        CHECK_EQ_INT(w.n_type[REC_MSGS], 1);
+        CHECK(w.msgs >= 500 && w.msgs <= room + 1);
+        free(log2);
+    }
+    CHECK(fails > 0);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "map", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->count, room + 1);
+    b->count = 500;
+    CHECK(same_index(b, want, 500));
+    b->count = room + 1;
+    st_box_close(b);
+    st_store_close(s);
+    free(log);
+    free(want);
+}
+
+/* An import commits once a message (a crash keeps what was imported), and
+ * then leaves one checkpoint: the log is HDR, one MSGS block, STATE, MARK,
+ * so the first open after it maps the block and replays nothing. */
+static void test_import_checkpoint(void)
+{
+    char src[300];
+    snprintf(src, sizeof src, "%s/import.mbox", root);
+    FILE *f = fopen(src, "wb");
+    for (int i = 0; i < 300; i++) {
+        fprintf(f, "From a@example.org Mon Jan  5 10:00:00 2026\nSubject: %d\n\nbody %d\n\n", i, i);
+    }
+    fclose(f);
+    st_store *s;
+    st_box *b;
+    unsigned n = 0;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_import_mbox(s, "imp", "Old", src, &n), 0);
+    CHECK_EQ_INT(n, 300);
+    st_store_close(s);
+    size_t len;
+    uint8_t *log = read_all(path_of("imp", ".Old.state"), &len);
+    walk w;
+    walk_log(log, len, &w);
+    CHECK_EQ_INT(w.end, len);
+    CHECK_EQ_INT(w.version, 3);
+    CHECK_EQ_INT(w.n_type[REC_MSGS], 1);
+    CHECK_EQ_INT(w.n_type[REC_APPEND], 0);
+    CHECK_EQ_INT(w.msgs, 300);
+    CHECK(w.crc_ok && w.aligned);
+    free(log);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "imp", "Old", &b), 0);
+    CHECK_EQ_INT(b->count, 300);
+    CHECK_EQ_INT(b->msg[299].uid, 300);
+    CHECK_EQ_INT(b->uidnext, 301);
+    /* nothing after the checkpoint: a second one is not written */
+    uint64_t end = ((stbox *)b)->log_end;
+    CHECK_EQ_INT(st_box_checkpoint(b), 0);
+    CHECK_EQ_INT(((stbox *)b)->log_end, end);
+    st_box_close(b);
+    st_store_close(s);
+}
+
+static uint32_t count_expunged(const st_box *b)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < b->count; i++) {
+        n += (b->msg[i].flags & ST_F_EXPUNGED) != 0;
+    }
+    return n;
+}
+
+/* st_box.nexpunged (what SELECT counts EXISTS with) equals the entries
+ * flagged ST_F_EXPUNGED through our expunges, another process's seen by a
+ * refresh, a checkpoint written elsewhere and followed, purge, reopen. */
+static void test_nexpunged(void)
+{
+    st_store *s, *o;
+    st_box *b, *x;
+    uint64_t keep_min = st_ckpt_min;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_store_open(&o, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "nx"), 0);
+    CHECK_EQ_INT(st_box_open(s, "nx", "INBOX", &b), 0);
+    for (int i = 0; i < 200; i++) {
+        CHECK(put(b, i, 0) == (uint32_t)i + 1);
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    CHECK_EQ_INT(st_box_open(o, "nx", "INBOX", &x), 0);
+    CHECK_EQ_INT(x->nexpunged, 0);
+    for (uint32_t i = 10; i < 200; i += 17) {
+        CHECK_EQ_INT(st_expunge(b, i), 0);
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    CHECK_EQ_INT(b->nexpunged, count_expunged(b));
+    CHECK(b->nexpunged > 0);
+    CHECK(st_box_refresh(x) > 0);
+    CHECK_EQ_INT(x->nexpunged, count_expunged(x));
+    CHECK_EQ_INT(x->nexpunged, b->nexpunged);
+    /* a checkpoint by b (drops its expunged entries from the log); x
+     * follows the new file and keeps its own entries flagged */
+    st_box_purge_only(b);
+    CHECK_EQ_INT(b->nexpunged, 0);
+    st_ckpt_min = 1024;
+    for (int k = 0; k < 60; k++) {
+        CHECK_EQ_INT(st_set_flags(b, (uint32_t)k % b->count, (uint8_t)(k % 2 ? ST_F_SEEN : 0), 0), 0);
+        CHECK_EQ_INT(st_box_commit(b), 0);
+    }
+    CHECK_EQ_INT(st_expunge(b, 0), 0);
+    CHECK_EQ_INT(st_box_checkpoint(b), 0);
+    st_ckpt_min = keep_min;
+    CHECK(st_box_refresh(x) > 0);
+    CHECK_EQ_INT(x->nexpunged, count_expunged(x));
+    st_box_purge_only(x);
+    CHECK_EQ_INT(x->nexpunged, 0);
+    CHECK_EQ_INT(x->count, b->count - count_expunged(b));
+    st_box_close(x);
+    st_store_close(o);
+    st_box_close(b);
+    st_store_close(s);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "nx", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->nexpunged, 0);
+    CHECK_EQ_INT(count_expunged(b), 0);
+    st_box_close(b);
+    st_store_close(s);
+}
+
+/* The first unseen message by brute force: what st_box_first_unseen must
+ * find. */
+static long brute_unseen(const st_box *b)
+{
+    for (uint32_t i = 0; i < b->count; i++) {
+        if (!(b->msg[i].flags & (ST_F_SEEN | ST_F_EXPUNGED))) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* The seen_below hint behind SELECT's [UNSEEN]: right after flag changes
+ * here and in another process, expunges, appends, a checkpoint (the hint
+ * travels in STATE) and restarts; a STATE without it (an older writer)
+ * means 0. */
+static void test_unseen_hint(void)
+{
+    st_store *s, *o;
+    st_box *b, *x;
+    uint64_t keep_min = st_ckpt_min;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_user_ensure(s, "uh"), 0);
+    CHECK_EQ_INT(st_box_open(s, "uh", "INBOX", &b), 0);
+    for (int i = 0; i < 300; i++) {
+        CHECK(put(b, i, i == 250 ? 0 : ST_F_SEEN) == (uint32_t)i + 1);
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 250);
+    CHECK_EQ_INT(b->seen_below, 251);
+    CHECK_EQ_INT(st_box_first_unseen(b), brute_unseen(b));
+    /* \Seen cleared below the hint: the hint follows */
+    CHECK_EQ_INT(st_set_flags(b, 40, ST_F_FLAGGED, 0), 0);
+    CHECK(b->seen_below <= 41);
+    CHECK_EQ_INT(st_box_first_unseen(b), 40);
+    /* set again: the next call finds 250 from 41 on */
+    CHECK_EQ_INT(st_set_flags(b, 40, ST_F_SEEN, 0), 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 250);
+    /* the first unseen expunged: the next one is an append */
+    CHECK_EQ_INT(st_expunge(b, 250), 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), -1);
+    CHECK_EQ_INT(b->seen_below, b->uidnext);
+    CHECK(put(b, 300, 0) == 301);
+    CHECK_EQ_INT(st_box_first_unseen(b), 300);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    /* a checkpoint carries the hint; a restart starts from it */
+    st_box_purge_only(b);
+    CHECK_EQ_INT(st_box_first_unseen(b), 299);
+    uint32_t hint = b->seen_below;
+    CHECK_EQ_INT(st_box_checkpoint(b), 0);
+    st_box_close(b);
+    st_store_close(s);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "uh", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->seen_below, hint);
+    CHECK_EQ_INT(st_box_first_unseen(b), 299);
+    /* another process clears \Seen far below: seen through the refresh */
+    CHECK_EQ_INT(st_store_open(&o, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(o, "uh", "INBOX", &x), 0);
+    CHECK_EQ_INT(st_set_flags(x, 7, 0, 0), 0);
+    CHECK_EQ_INT(st_box_commit(x), 0);
+    CHECK(st_box_refresh(b) > 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 7);
+    CHECK_EQ_INT(st_box_first_unseen(b), brute_unseen(b));
+    /* ... and after a checkpoint written there, followed here */
+    st_ckpt_min = 1024;
+    for (int k = 0; k < 80; k++) {
+        CHECK_EQ_INT(st_set_flags(x, 7, k % 2 ? ST_F_SEEN : 0, 0), 0);
+        CHECK_EQ_INT(st_box_commit(x), 0);
+    }
+    CHECK_EQ_INT(st_set_flags(x, 3, 0, 0), 0);
+    CHECK_EQ_INT(st_box_checkpoint(x), 0);
+    st_ckpt_min = keep_min;
+    CHECK(st_box_refresh(b) > 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 3);
+    CHECK_EQ_INT(brute_unseen(b), 3);
+    st_box_close(x);
+    st_store_close(o);
+    st_box_close(b);
+    st_store_close(s);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "uh", "INBOX", &b), 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 3);
+    CHECK_EQ_INT(brute_unseen(b), 3);
+    st_box_close(b);
+    st_store_close(s);
+    /* a STATE of 24 bytes (an older writer): no hint, still right */
+    size_t len;
+    uint8_t *log = read_all(path_of("uh", ".INBOX.state"), &len);
+    walk w;
+    walk_log(log, len, &w);
+    size_t at = 0;
+    int found = 0;
+    while (at + REC_OVERHEAD <= len) {
+        size_t l = (size_t)log[at + 2] << 8 | log[at + 3];
+        if (log[at] == REC_STATE && l == 28) {
+            /* the record as a version 2 writer wrote it: 24 bytes, the
+             * rest of the file moved up by the 4 */
+            log[at + 3] = 24;
+            st_put32(log + at + 28, st_crc32(0, log + at, 28));
+            memmove(log + at + 32, log + at + 36, len - (at + 36));
+            len -= 4;
+            found = 1;
+            break;
+        }
+        at += l + REC_OVERHEAD;
+        if (log[at - l - REC_OVERHEAD] == REC_MSGS) {
+            at += (size_t)w.msgs * ST_MSGS_ENTRY + 4;
+        }
+    }
+    CHECK(found);
+    write_all(path_of("uh", ".INBOX.state"), log, len);
+    free(log);
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "uh", "INBOX", &b), 0);
+    CHECK_EQ_INT(b->seen_below, 0);
+    CHECK_EQ_INT(st_box_first_unseen(b), 3);
+    st_box_close(b);
+    st_store_close(s);
 }
 
 static unsigned kept(st_store *s)
@@ -731,6 +1190,10 @@ int main(void)
     test_round_trip();
     test_torn_block();
     test_old_format();
+    test_mapped();
+    test_import_checkpoint();
+    test_nexpunged();
+    test_unseen_hint();
     test_keep_closed();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

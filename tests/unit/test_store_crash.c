@@ -25,7 +25,7 @@
 #include "unit.h"
 
 #define NFLAG 12            /* steps of one flag change each */
-#define NSTEPS (20 + NFLAG)
+#define NSTEPS (21 + NFLAG)
 #define STATE_MAX (64 * 1024)
 
 static char root[256];
@@ -213,6 +213,18 @@ static int step(st_store *s, const st_vfs *v, int k)
             return r;
         }
         r = st_set_flags(b, b->count - 1, ST_F_FLAGGED, 0);
+        break;
+    case 22:
+        /* a flag change, then a forced checkpoint (as at the end of an
+         * import): its commit and the rewrite of the log (one mutation a
+         * step, so that the state is before or after it) */
+        if ((r = st_box_open(s, "u", "INBOX", &b)) != 0) {
+            return r;
+        }
+        r = st_set_flags(b, 0, ST_F_SEEN | ST_F_DRAFT, 0);
+        if (!r) {
+            r = st_box_checkpoint(b);
+        }
         break;
     }
     if (!r && b) {
