@@ -103,6 +103,7 @@ typedef struct fetch_job {
                                of the MIME cache: ENVELOPE then
                                BODYSTRUCTURE */
     size_t    rend_env;     /* bytes of ENVELOPE at the start of rend */
+    uint32_t  last_idx;     /* index of the message served last */
 } fetch_job;
 
 static void items_free(fitem *it, unsigned n)
@@ -919,7 +920,15 @@ static int fetch_step(imap_conn *c)
         if (out_full(c)) {
             return 0;
         }
-        long li = st_box_find(s->box, j->uids[j->cur]);
+        /* Messages go in index order: the next one is usually the
+         * entry after the last (a binary search per message otherwise). */
+        uint32_t wuid = j->uids[j->cur];
+        long li = j->last_idx + 1 < s->box->count && s->box->msg[j->last_idx + 1].uid == wuid
+                      ? (long)j->last_idx + 1
+                      : st_box_find(s->box, wuid);
+        if (li >= 0) {
+            j->last_idx = (uint32_t)li;
+        }
         /* A message another session expunged while this FETCH runs is
          * still served: this session has not been told, the entry and its
          * bytes stay until it has (view.c holds back the purge). */
