@@ -95,6 +95,15 @@ typedef struct fetch_job {
     int       unknown_cte;  /* a BINARY item met an encoding we cannot undo */
     dbuf      render;       /* ENVELOPE/BODYSTRUCTURE text, reused from
                                message to message (no allocation each) */
+    int       rend_want;    /* 1: ENVELOPE asked for, 2: BODYSTRUCTURE */
+    int       tree_other;   /* an item other than those needs the full tree */
+    uint32_t  rend_uid;     /* the message rend belongs to (0: none) */
+    int       rend_ok;      /* rend holds every rendering asked for */
+    dbuf      rend;         /* cached renderings of rend_uid, copied out
+                               of the MIME cache: ENVELOPE then
+                               BODYSTRUCTURE */
+    size_t    rend_env;     /* bytes of ENVELOPE at the start of rend */
+    uint32_t  last_idx;     /* index of the message served last */
 } fetch_job;
 
 static void items_free(fitem *it, unsigned n)
@@ -124,6 +133,7 @@ void fetch_job_free(imap_conn *c)
     mime_bg_free(j->bg);
     dbuf_free(&j->bin.hdr);
     dbuf_free(&j->render);
+    dbuf_free(&j->rend);
     free(j);
     c->fetch = NULL;
 }
@@ -445,6 +455,46 @@ static int need_tree(imap_sess *s, uint32_t idx, fetch_job *j, int full)
     j->tree_kind = j->tree.header_only ? 1 : 2;
     j->tree_uid = s->box->msg[idx].uid;
     return 0;
+}
+
+/* The renderings the job asks for, of message idx, from the MIME cache
+ * into j->rend: 1 if all of them are there (then no tree is built for
+ * them), 0 if not. Copied because the cache's memory may move while
+ * other items of the message are served. */
+static int rendered_load(imap_sess *s, uint32_t idx, fetch_job *j)
+{
+    mime_rendered r;
+    if (mime_rendered_get(s->box, idx, &r) < 0 || ((j->rend_want & 1) && !r.env) ||
+        ((j->rend_want & 2) && !r.bs)) {
+        return 0;
+    }
+    dbuf_reset(&j->rend);
+    if (r.env) {
+        dbuf_add(&j->rend, r.env, r.env_len);
+    }
+    if (r.bs) {
+        dbuf_add(&j->rend, r.bs, r.bs_len);
+    }
+    j->rend_env = r.env ? r.env_len : 0;
+    return j->rend.p != NULL;   /* dbuf_add failed: render from the tree */
+}
+
+/* "* n FETCH (" without printf's cost (once per message). */
+static void out_fetch_open(imap_conn *c, uint32_t seq)
+{
+    char b[32] = "* ";
+    size_t k = 2;
+    char d[10];
+    size_t nd = 0;
+    do {
+        d[nd++] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
+    while (nd) {
+        b[k++] = d[--nd];
+    }
+    memcpy(b + k, " FETCH (", 8);
+    out_write(c, b, k + 8);
 }
 
 /* Skip n wire bytes of a reader by reading them (LF on disk, CRLF on the
@@ -870,7 +920,15 @@ static int fetch_step(imap_conn *c)
         if (out_full(c)) {
             return 0;
         }
-        long li = st_box_find(s->box, j->uids[j->cur]);
+        /* Messages go in index order: the next one is usually the
+         * entry after the last (a binary search per message otherwise). */
+        uint32_t wuid = j->uids[j->cur];
+        long li = j->last_idx + 1 < s->box->count && s->box->msg[j->last_idx + 1].uid == wuid
+                      ? (long)j->last_idx + 1
+                      : st_box_find(s->box, wuid);
+        if (li >= 0) {
+            j->last_idx = (uint32_t)li;
+        }
         /* A message another session expunged while this FETCH runs is
          * still served: this session has not been told, the entry and its
          * bytes stay until it has (view.c holds back the purge). */
@@ -942,7 +1000,14 @@ static int fetch_step(imap_conn *c)
             mime_bg_free(j->bg);    /* its message went away meanwhile */
             j->bg = NULL;
         }
-        if (!j->started && j->needs_full && (j->tree_kind < 2 || j->tree_uid != m->uid)) {
+        if (!j->started && j->rend_want && j->rend_uid != m->uid) {
+            /* ENVELOPE / BODYSTRUCTURE as kept rendered in the cache: a
+             * copy, no tree (a repeated FETCH 1:* BODYSTRUCTURE). */
+            j->rend_uid = m->uid;
+            j->rend_ok = rendered_load(s, idx, j);
+        }
+        if (!j->started && j->needs_full && (j->tree_other || !j->rend_ok) &&
+            (j->tree_kind < 2 || j->tree_uid != m->uid)) {
             /* The full tree before the response starts: a big unparsed
              * message is read a slice per loop turn (c->wake_at brings us
              * back next turn), so other clients are served meanwhile. A
@@ -982,7 +1047,7 @@ static int fetch_step(imap_conn *c)
                 j->cur++;
                 continue;
             }
-            out_printf(c, "* %u FETCH (", view_idx2seq(s, idx));
+            out_fetch_open(c, view_idx2seq(s, idx));
             int has_flags = 0, sets_seen = 0;
             for (unsigned k = 0; k < j->nitems; k++) {
                 has_flags |= j->items[k].kind == FI_FLAGS;
@@ -1046,6 +1111,14 @@ static int fetch_step(imap_conn *c)
             case FI_BODYNX: {
                 static const char *const names[] = {"ENVELOPE ", "BODYSTRUCTURE ", "BODY "};
                 out_puts(c, names[it->kind - FI_ENVELOPE]);
+                if (it->kind != FI_BODYNX && j->rend_ok && j->rend_uid == m->uid) {
+                    if (it->kind == FI_ENVELOPE) {
+                        out_write(c, j->rend.p, j->rend_env);
+                    } else {
+                        out_write(c, j->rend.p + j->rend_env, j->rend.len - j->rend_env);
+                    }
+                    break;
+                }
                 int rc = need_tree(s, idx, j, it->kind != FI_ENVELOPE);
                 if (rc < 0) {
                     /* Keep the response well-formed; the tagged reply says NO. */
@@ -1208,8 +1281,10 @@ void cmd_fetch(imap_conn *c, args *a, int uid)
     for (unsigned k = 0; r == 0 && k < j->nitems; k++) {
         const fitem *it = &j->items[k];
         j->has_modseq |= it->kind == FI_MODSEQ;
-        j->needs_full |= it->kind == FI_BODYSTRUCTURE || it->kind == FI_BODYNX ||
+        j->tree_other |= it->kind == FI_BODYNX ||
                          (it->kind == FI_BODY && (it->npath > 0 || (it->partial && it->p_off >= mime_seek_every)));
+        j->needs_full |= it->kind == FI_BODYSTRUCTURE || j->tree_other;
+        j->rend_want |= it->kind == FI_ENVELOPE ? 1 : it->kind == FI_BODYSTRUCTURE ? 2 : 0;
     }
     if (r == 0 && changedsince && !j->has_modseq) {
         /* CHANGEDSINCE implies MODSEQ (RFC 7162 3.1.4.1). */

@@ -832,7 +832,13 @@ void mime_tree_free(mime_tree *t)
 
 /* -------------------------------------------------------- serialization */
 
-/* Format: "MT2", then varints: nparts, size, header_only, pool_len, the
+/* Format (version 3): "MT3", the renderings a FETCH copies as they are --
+ * varint length and bytes of the root's ENVELOPE, then of its
+ * BODYSTRUCTURE (length 0: not kept, because the tree is header-only or
+ * the text is longer than MIME_RENDERED_MAX) -- then the tree as in
+ * version 2. Version 2 ("MT2", written before the renderings were kept)
+ * is the tree alone and is still read.
+ * The tree: varints: nparts, size, header_only, pool_len, the
  * pool bytes, then per part: hdr_off, hdr_len, body_off - (hdr_off +
  * hdr_len), body_len, lines, parent + 1 (0 = none), flags, depth implicit,
  * a bitmap of present strings, and (off, len) of each present one; then
@@ -874,10 +880,36 @@ static int get_varint(const unsigned char *p, size_t n, size_t *i, uint32_t *v)
     return -1;
 }
 
+/* One kept rendering: its length and bytes, or 0 when it is too long. */
+static void put_rendering(dbuf *o, const dbuf *r)
+{
+    if (r->p && r->len > 0 && r->len <= MIME_RENDERED_MAX) {
+        put_varint(o, r->len);
+        dbuf_add(o, r->p, r->len);
+    } else {
+        put_varint(o, 0);
+    }
+}
+
 int mime_serialize(const mime_tree *t, dbuf *o)
 {
     size_t start = o->len;
-    dbuf_add(o, "MT2", 3);
+    dbuf_add(o, "MT3", 3);
+    if (t->header_only || MIME_RENDERED_MAX == 0) {
+        put_varint(o, 0);
+        put_varint(o, 0);
+    } else {
+        /* Rendered once here, when the tree is stored, so that a later
+         * FETCH ENVELOPE or BODYSTRUCTURE copies bytes instead of
+         * rebuilding the tree and walking it. */
+        dbuf r = {0};
+        mime_out_envelope(&r, t, 0);
+        put_rendering(o, &r);
+        dbuf_reset(&r);
+        mime_out_body(&r, t, 0, 1);
+        put_rendering(o, &r);
+        dbuf_free(&r);
+    }
     put_varint(o, t->nparts);
     put_varint(o, t->size);
     put_varint(o, (uint64_t)t->header_only);
@@ -919,13 +951,60 @@ int mime_serialize(const mime_tree *t, dbuf *o)
     return o->p && o->len > start ? 0 : -1;
 }
 
+/* The renderings of a version 3 blob: 0 and where they are (a pointer is
+ * NULL when that one is not kept), *end past them; -1 if the blob is not
+ * version 3 or is cut short. */
+static int rendered_split(const unsigned char *p, size_t n, mime_rendered *r, size_t *end)
+{
+    size_t i = 3;
+    uint32_t l;
+    memset(r, 0, sizeof *r);
+    if (n < 3 || memcmp(p, "MT3", 3)) {
+        return -1;
+    }
+    for (int k = 0; k < 2; k++) {
+        if (get_varint(p, n, &i, &l) < 0 || l > n - i || l > MIME_RENDERED_LIMIT) {
+            return -1;
+        }
+        /* A rendering is one parenthesized list; anything else (a record
+         * that passed its CRC but is not ours) is not sent. */
+        if (l && (l < 2 || p[i] != '(' || p[i + l - 1] != ')')) {
+            return -1;
+        }
+        const char *s = l ? (const char *)p + i : NULL;
+        if (k == 0) {
+            r->env = s;
+            r->env_len = l;
+        } else {
+            r->bs = s;
+            r->bs_len = l;
+        }
+        i += l;
+    }
+    *end = i;
+    return 0;
+}
+
+int mime_rendered_parse(const void *blob, size_t n, mime_rendered *r)
+{
+    size_t end;
+    return rendered_split(blob, n, r, &end);
+}
+
 int mime_deserialize(const void *data, size_t n, mime_tree *t)
 {
     const unsigned char *p = data;
     size_t i = 3;
     uint32_t np, size, ho, pl;
     memset(t, 0, sizeof *t);
-    if (n < 3 || memcmp(p, "MT2", 3) || get_varint(p, n, &i, &np) < 0 || np == 0 ||
+    mime_rendered rd;
+    if (rendered_split(p, n, &rd, &i) < 0) {
+        i = 3;
+        if (n < 3 || memcmp(p, "MT2", 3)) {
+            return -1;
+        }
+    }
+    if (get_varint(p, n, &i, &np) < 0 || np == 0 ||
         np > MIME_MAX_PARTS || get_varint(p, n, &i, &size) < 0 || get_varint(p, n, &i, &ho) < 0 ||
         get_varint(p, n, &i, &pl) < 0 || pl == 0 || pl > MIME_POOL_MAX || pl > n - i) {
         return -1;
@@ -2445,6 +2524,9 @@ static void tree_store(st_box *b, uint32_t idx, const mime_tree *t);
 
 /* ---- parsing at delivery: the store shows new messages as they come ---- */
 
+/* Every new message's record goes to the cache file (mime_watch_imports). */
+static int watch_all;
+
 typedef struct awatch {
     mime_parser *p;      /* NULL once it failed (no memory) */
     seekbuf      sb;
@@ -2497,7 +2579,7 @@ static void aw_end(void *x, st_box *b, uint32_t idx)
         /* The size check is a guard: the parser saw exactly the bytes a
          * reader gives, so it always holds. */
         if (!w->sb.oom && t.size == b->msg[idx].size) {
-            if (b->msg[idx].dlen >= MIME_APPEND_RECORD_MIN) {
+            if (watch_all || b->msg[idx].dlen >= MIME_APPEND_RECORD_MIN) {
                 tree_store(b, idx, &t);
             } else {
                 /* Memory only: the record is written if the tree is ever
@@ -2521,7 +2603,41 @@ static const st_append_watch append_watch = {
 
 void mime_watch_appends(st_store *s)
 {
+    watch_all = 0;
     st_store_set_append_watch(s, &append_watch);
+}
+
+void mime_watch_imports(st_store *s)
+{
+    watch_all = 1;
+    st_store_set_append_watch(s, &append_watch);
+}
+
+int mime_rendered_get(st_box *b, uint32_t idx, mime_rendered *r)
+{
+    if (idx >= b->count) {
+        return -1;
+    }
+    const st_msg *m = &b->msg[idx];
+    centry *e = c_find(box_hash(b), b->uidvalidity, m->uid);
+    if (e) {
+        if (mime_rendered_parse(e->blob, e->len, r) < 0) {
+            return -1;  /* an older form: the tree path upgrades it */
+        }
+        cache.hits++;
+        c_unlink(e);
+        c_push(e);
+        return 0;
+    }
+    /* Straight from the cache file's read window: no copy into the LRU
+     * (a FETCH 1:* would only churn it), no tree. */
+    const void *blob;
+    size_t blen;
+    if (st_meta_peek(b, idx, &blob, &blen) == 0 && mime_rendered_parse(blob, blen, r) == 0) {
+        cache.disk_hits++;
+        return 0;
+    }
+    return -1;
 }
 
 /* The tree of message idx from the in-memory LRU or the store's cache
@@ -2547,7 +2663,13 @@ static int tree_lookup(st_box *b, uint32_t idx, mime_tree *out)
     if (st_meta_get(b, idx, &blob, &blen) == 0) {
         if (mime_deserialize(blob, blen, out) == 0 && !out->header_only && out->size == m->size) {
             cache.disk_hits++;
-            c_put(key, b->uidvalidity, m->uid, blob, blen);
+            if (blen >= 3 && !memcmp(blob, "MT2", 3)) {
+                /* Written before renderings were kept: store it again in
+                 * the current form, once, so later FETCHes copy them. */
+                tree_store(b, idx, out);
+            } else {
+                c_put(key, b->uidvalidity, m->uid, blob, blen);
+            }
             free(blob);
             return 0;
         }

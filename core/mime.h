@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "config.h"
 #include "util.h"
 #include "store.h"
 
@@ -132,10 +133,28 @@ void mime_tree_free(mime_tree *t);
 const char *mime_get(const mime_tree *t, uint32_t part, int which, size_t *n);
 
 /* ---- cacheable form ---- */
+/* A serialized full tree also carries the root's ENVELOPE and
+ * BODYSTRUCTURE as FETCH sends them, each when not longer than this
+ * (Kconfig MIME_RENDERED_MAX). */
+#define MIME_RENDERED_MAX ((size_t)CONFIG_MIME_RENDERED_MAX)
+/* What a reader accepts (the Kconfig range's top: a build configured
+ * otherwise may have written the file). */
+#define MIME_RENDERED_LIMIT 65536u
 /* Append the tree's compact serialization to out. 0 or -1. */
 int  mime_serialize(const mime_tree *t, dbuf *out);
 /* Rebuild a tree, checking every offset: garbage gives -1, never a crash. */
 int  mime_deserialize(const void *p, size_t n, mime_tree *out);
+/* Renderings kept with a serialized tree (pointers into the blob; NULL
+ * when that one is not kept). */
+typedef struct mime_rendered {
+    const char *env;    /* ENVELOPE of the message */
+    size_t      env_len;
+    const char *bs;     /* BODYSTRUCTURE of the message */
+    size_t      bs_len;
+} mime_rendered;
+/* 0 and the renderings of a serialized tree; -1 if it has none (an older
+ * format) or is damaged. */
+int  mime_rendered_parse(const void *blob, size_t n, mime_rendered *r);
 
 /* ---- IMAP renderings (RFC 3501 7.4.2, 9) ---- */
 /* An IMAP string: quoted when short and plain, else a literal. */
@@ -213,6 +232,11 @@ struct st_box;
  * store (only the header when full is 0 and nothing is cached). Returns 0,
  * or a negative ST_E* error. */
 int  mime_tree_get(struct st_box *b, uint32_t idx, int full, mime_tree *out);
+/* ENVELOPE / BODYSTRUCTURE of message idx as kept with its cached tree
+ * (in-memory LRU, else the store's cache file), without rebuilding the
+ * tree: 0 and pointers valid until the next mime_* or st_meta_* call, or
+ * -1 when nothing rendered is cached for it (use mime_tree_get). */
+int  mime_rendered_get(struct st_box *b, uint32_t idx, mime_rendered *r);
 /* The same, resumable, for FETCH, so that the first BODYSTRUCTURE of a
  * huge uncached message does not hold the loop (and every other client)
  * while it is read: 1 when *out is ready at once (cached, or smaller than
@@ -243,5 +267,10 @@ void mime_cache_stats2(uint64_t *disk_hits, uint64_t *parsed_at_append);
  * arrives (st_store_set_append_watch), keeping the tree in both caches.
  * The server and delivery call it once after opening the store. */
 void mime_watch_appends(st_store *s);
+/* The same for a bulk import: every message's tree goes to the cache
+ * file at once, whatever its size (the tool's memory LRU dies with it),
+ * so the server's first FETCH BODYSTRUCTURE after an import reads no
+ * message. */
+void mime_watch_imports(st_store *s);
 
 #endif

@@ -85,6 +85,10 @@ struct st_meta {
     uint8_t *win;        /* META_WIN bytes of the file, or NULL */
     uint64_t win_off;    /* file offset of win[0] */
     size_t   win_len;    /* valid bytes in win (0: empty) */
+    uint8_t *peek_big;   /* the last st_meta_peek record too big for the
+                            window (malloc'd), freed by the next call */
+    uint32_t hint;       /* index position of the last lookup: FETCH 1:*
+                            asks for UIDs in order, so the next is hint+1 */
 };
 
 /* Counters for tests and the debug log. */
@@ -119,6 +123,7 @@ void st_meta_free(st_meta *mt)
         return;
     }
     meta_close_file(mt);
+    free(mt->peek_big);
     free(mt->win);
     free(mt->ix);
     free(mt->path);
@@ -126,8 +131,17 @@ void st_meta_free(st_meta *mt)
 }
 
 /* Index position of uid, or where it would go (*found says which). */
-static uint32_t ix_find(const st_meta *mt, uint32_t uid, int *found)
+static uint32_t ix_find(st_meta *mt, uint32_t uid, int *found)
 {
+    /* The last position or the one after it first: a FETCH of a range
+     * asks for UIDs in rising order. */
+    for (uint32_t h = mt->hint; h < mt->n && h <= mt->hint + 1; h++) {
+        if (mt->ix[h].uid == uid) {
+            *found = 1;
+            mt->hint = h;
+            return h;
+        }
+    }
     uint32_t lo = 0, hi = mt->n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
@@ -138,6 +152,9 @@ static uint32_t ix_find(const st_meta *mt, uint32_t uid, int *found)
         }
     }
     *found = lo < mt->n && mt->ix[lo].uid == uid;
+    if (*found) {
+        mt->hint = lo;
+    }
     return lo;
 }
 
@@ -377,15 +394,17 @@ static const uint8_t *win_get(st_meta *mt, uint64_t off, size_t n, uint8_t **big
     return mt->win;
 }
 
-/* One try of read_rec; 1 when the bytes came from an old
- * window and did not check out (another process may have cut a torn tail
- * the window still showed and written a record there). */
-static int read_rec1(stbox *b, st_meta *mt, ment *e, const st_msg *m, void **blob, size_t *len)
+/* One try of view_rec: the checked payload of index entry e for message
+ * m, in the window or in *big (malloc'd, the caller frees it). 1 when the
+ * bytes came from an old window and did not check out (another process
+ * may have cut a torn tail the window still showed and written a record
+ * there). */
+static int view_rec1(stbox *b, st_meta *mt, ment *e, const st_msg *m, const uint8_t **pl, size_t *len,
+                     uint8_t **big)
 {
     uint32_t off = e->off & ~OFF_CHECKED;
-    uint8_t *big;
     int fresh = 0;
-    const uint8_t *h = win_get(mt, off, REC_HEAD, &big, &fresh);
+    const uint8_t *h = win_get(mt, off, REC_HEAD, big, &fresh);
     if (!h) {
         return ST_ENOENT;
     }
@@ -404,7 +423,7 @@ static int read_rec1(stbox *b, st_meta *mt, ment *e, const st_msg *m, void **blo
         }
     }
     size_t total = REC_HEAD + (size_t)plen + 4;
-    const uint8_t *r = win_get(mt, off, total, &big, &fresh);
+    const uint8_t *r = win_get(mt, off, total, big, &fresh);
     if (!r) {
         return ST_ENOENT;
     }
@@ -413,7 +432,8 @@ static int read_rec1(stbox *b, st_meta *mt, ment *e, const st_msg *m, void **blo
      * the last whole record, and a rewrite is a new file, which resets the
      * index), so its bytes are the ones that passed. */
     if (!(e->off & OFF_CHECKED) && st_get32(r + REC_HEAD + plen) != st_crc32(0, r, REC_HEAD + plen)) {
-        free(big);
+        free(*big);
+        *big = NULL;
         if (!fresh) {
             return 1;
         }
@@ -421,40 +441,30 @@ static int read_rec1(stbox *b, st_meta *mt, ment *e, const st_msg *m, void **blo
         counters.bad++;
         return ST_ENOENT;
     }
-    uint8_t *p = malloc((size_t)plen + 1);
-    if (p) {
-        memcpy(p, r + REC_HEAD, plen);
-    }
-    free(big);
-    if (!p) {
-        return ST_ENOMEM;
-    }
     e->off |= OFF_CHECKED;
-    *blob = p;
+    *pl = r + REC_HEAD;
     *len = plen;
     return 0;
 }
 
-/* Read and check the record of index entry e for message m. 0 and a
- * malloc'd payload, or ST_ENOENT. */
-static int read_rec(stbox *b, st_meta *mt, ment *e, const st_msg *m, void **blob, size_t *len)
+/* The checked payload of the record of index entry e for message m: 0 and
+ * a pointer into the window (valid until the next read of this handle)
+ * or into *big, or ST_ENOENT. */
+static int view_rec(stbox *b, st_meta *mt, ment *e, const st_msg *m, const uint8_t **pl, size_t *len,
+                    uint8_t **big)
 {
-    int r = read_rec1(b, mt, e, m, blob, len);
+    int r = view_rec1(b, mt, e, m, pl, len, big);
     if (r == 1) {
         mt->win_len = 0;    /* read it afresh */
-        r = read_rec1(b, mt, e, m, blob, len);
+        r = view_rec1(b, mt, e, m, pl, len, big);
     }
     return r == 1 ? ST_ENOENT : r;
 }
 
-int st_meta_get(st_box *bx, uint32_t idx, void **blob, size_t *len)
+/* The index entry of message idx's record, or NULL (no file, no record). */
+static ment *meta_entry(stbox *b, uint32_t idx, st_meta **out)
 {
-    stbox *b = (stbox *)bx;
-    *blob = NULL;
-    *len = 0;
-    if (idx >= bx->count || bx->msg[idx].off == UINT64_MAX) {
-        return ST_EINVAL;
-    }
+    st_box *bx = &b->pub;
     const st_msg *m = &bx->msg[idx];
     int found = 0;
     st_meta *mt = meta_get_handle(b);
@@ -469,10 +479,62 @@ int st_meta_get(st_box *bx, uint32_t idx, void **blob, size_t *len)
         }
     }
     if (!mt || !mt->f || !found) {
-        counters.misses++;
-        return ST_ENOENT;
+        return NULL;
     }
-    int r = read_rec(b, mt, &mt->ix[at], m, blob, len);
+    *out = mt;
+    return &mt->ix[at];
+}
+
+int st_meta_peek(st_box *bx, uint32_t idx, const void **blob, size_t *len)
+{
+    stbox *b = (stbox *)bx;
+    *blob = NULL;
+    *len = 0;
+    if (idx >= bx->count || bx->msg[idx].off == UINT64_MAX) {
+        return ST_EINVAL;
+    }
+    st_meta *mt = NULL;
+    ment *e = meta_entry(b, idx, &mt);
+    if (mt) {
+        free(mt->peek_big);
+        mt->peek_big = NULL;
+    }
+    const uint8_t *pl;
+    int r = e ? view_rec(b, mt, e, &bx->msg[idx], &pl, len, &mt->peek_big) : ST_ENOENT;
+    if (r == 0) {
+        counters.hits++;
+        *blob = pl;
+    } else {
+        counters.misses++;
+    }
+    return r;
+}
+
+int st_meta_get(st_box *bx, uint32_t idx, void **blob, size_t *len)
+{
+    stbox *b = (stbox *)bx;
+    *blob = NULL;
+    *len = 0;
+    if (idx >= bx->count || bx->msg[idx].off == UINT64_MAX) {
+        return ST_EINVAL;
+    }
+    st_meta *mt = NULL;
+    ment *e = meta_entry(b, idx, &mt);
+    const uint8_t *pl;
+    size_t n = 0;
+    uint8_t *big = NULL;
+    int r = e ? view_rec(b, mt, e, &bx->msg[idx], &pl, &n, &big) : ST_ENOENT;
+    if (r == 0) {
+        uint8_t *p = malloc(n + 1);
+        if (p) {
+            memcpy(p, pl, n);
+            *blob = p;
+            *len = n;
+        } else {
+            r = ST_ENOMEM;
+        }
+    }
+    free(big);
     if (r == 0) {
         counters.hits++;
     } else {

@@ -313,6 +313,10 @@ int  st_reader_seek(st_reader *r, const st_seekpt *pt);
 /* 0 and a malloc'd copy of message idx's record (free it), ST_ENOENT if
  * there is none to trust, or another error (treat as none). */
 int  st_meta_get(st_box *b, uint32_t idx, void **blob, size_t *len);
+/* The same without a copy: *blob points into the handle's read window
+ * and stays valid until the next st_meta_* call on this mailbox (a FETCH
+ * of many messages copies each answer out of it, nothing is allocated). */
+int  st_meta_peek(st_box *b, uint32_t idx, const void **blob, size_t *len);
 /* Store message idx's record (replacing any). Best effort: ST_EBUSY when
  * another process is writing the file at that moment. */
 int  st_meta_put(st_box *b, uint32_t idx, const void *blob, size_t len);

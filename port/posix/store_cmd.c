@@ -8,6 +8,7 @@
  * what Postfix, fetchmail and procmail expect of a delivery agent. */
 #include "imap.h"
 #include "lmtp.h"
+#include "mime.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -114,6 +115,10 @@ int posix_store_main(int argc, char **argv)
     st_store_set_compact_ratio(s, cfg.compact_permille);
     unsigned n = 0;
     if (strcmp(cmd, "import") == 0) {
+        /* Parse each message as it is written and keep its tree (and
+         * renderings) in the cache file: the server's first FETCH
+         * BODYSTRUCTURE or SEARCH after an import then reads no message. */
+        mime_watch_imports(s);
         struct stat st;
         if (stat(arg, &st) < 0) {
             fprintf(stderr, "picoimapd import: %s: %s\n", arg, strerror(errno));

@@ -431,3 +431,61 @@ def test_parsed_at_delivery(server):
     assert [x.data for x in u if x.name == "FETCH"] == got
     u, _ = r.cmd_ok("FETCH 3:4 (BODYSTRUCTURE ENVELOPE)")
     assert [x.data for x in u if x.name == "FETCH"] == got_small
+
+
+def test_import_records_every_message(server_factory, tmp_path):
+    """`picoimapd import` parses each message as it writes it and keeps its
+    tree, with ENVELOPE and BODYSTRUCTURE rendered, in the mailbox's cache
+    file (small messages too), so the server's first FETCH parses nothing.
+    The cached answers are byte for byte what a parse gives (the cache file
+    removed) and what the corpus expects, and stay so when other items
+    that need the tree are asked for with them."""
+    import subprocess
+    from conftest import BINARY
+    srv = server_factory(start=False)
+    names = sorted(n[:-4] for n in os.listdir(CORPUS) if n.endswith(".eml"))
+    md = tmp_path / "md"
+    for sub in ("cur", "new", "tmp"):
+        (md / sub).mkdir(parents=True)
+    for i, n in enumerate(names):
+        (md / "new" / ("%d.%d.host" % (1700000000 + i, i))).write_bytes(load(n)[0])
+    p = subprocess.run([BINARY, "import", "-u", "demo", "-m", "Imp", "-c", srv.conf, str(md)],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    path = os.path.join(srv.store, "demo", ".Imp.mime")
+    size = os.path.getsize(path)
+    # a record (28-byte head, CRC, payload with both renderings) a message
+    assert size > 16 + len(names) * (32 + 80)
+    srv.start()
+    c = srv.imap("demo")
+    ok(c.select("Imp"))
+    items = "(ENVELOPE BODYSTRUCTURE)"
+    mixed_items = "(UID ENVELOPE BODY BODYSTRUCTURE BODY.PEEK[1] RFC822.SIZE)"
+    first = ok(c.fetch("1:*", items))
+    assert len([d for d in first if d != b")"]) >= len(names)
+    assert ok(c.fetch("1:*", items)) == first
+    mixed = ok(c.fetch("1:*", mixed_items))
+    assert os.path.getsize(path) == size    # nothing was parsed: no record added
+    r = srv.raw("demo")
+    r.cmd_ok("EXAMINE Imp")
+    checked = 0
+    for i, n in enumerate(names, 1):
+        msg, exp, _ = load(n)
+        if wire(msg) != msg:
+            continue    # the expectations' sizes are for the file as it is
+        u, _ = r.cmd_ok("FETCH %d (BODYSTRUCTURE ENVELOPE)" % i)
+        got = [x.data for x in u if x.name == "FETCH"][0]
+        for item in ("BODYSTRUCTURE", "ENVELOPE"):
+            if item in exp:
+                p = imapsyntax.Parser(exp[item])
+                assert got[item] == (p.envelope() if item == "ENVELOPE" else p.sexp()), (n, item)
+                checked += 1
+    assert checked >= 2
+    # the same bytes from a parse
+    srv.stop()
+    os.unlink(path)
+    srv.start()
+    c = srv.imap("demo")
+    ok(c.select("Imp"))
+    assert ok(c.fetch("1:*", items)) == first
+    assert ok(c.fetch("1:*", mixed_items)) == mixed

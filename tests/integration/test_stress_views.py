@@ -71,18 +71,25 @@ class Model:
         return u, t
 
     def resync(self):
-        u, t = self.cmd("UID FETCH 1:* (UID FLAGS)")
+        u, t = self.r.cmd("UID FETCH 1:* (UID FLAGS)")
+        self.ops += 1
         if t.name != "OK":
             self.err("UID FETCH -> %s" % t.line)
         # "*" is resolved when the FETCH starts; messages appended while it
         # runs may be announced by an EXISTS after its last FETCH line (RFC
         # 3501 7.4.1 allows EXISTS at any time). Only those may be unknown.
-        fetched = [x.num for x in u if x.kind == "untagged" and x.name == "FETCH"]
+        # EXPUNGEs reported there too (before the EXISTS) renumber the
+        # messages the FETCH covered: count them down, or a new message
+        # would look like a covered one left out.
         last = max((i for i, x in enumerate(u) if x.kind == "untagged" and x.name == "FETCH"), default=-1)
-        late = any(x.kind == "untagged" and x.name == "EXISTS" for x in u[last + 1:])
-        top = max(fetched, default=0)
+        self.absorb(u[:last + 1])
+        covered = len(self.seq)
+        for x in u[last + 1:]:
+            if x.kind == "untagged" and x.name == "EXPUNGE" and x.num <= covered:
+                covered -= 1
+        self.absorb(u[last + 1:])
         unknown = [i + 1 for i, v in enumerate(self.seq) if v is None]
-        if unknown and not (late and min(unknown) > top):
+        if unknown and min(unknown) <= covered:
             self.err("unknown uid after UID FETCH 1:*: %d of %d unknown, last %r"
                      % (len(unknown), len(self.seq), self.seq[-5:]))
 

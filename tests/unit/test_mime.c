@@ -139,7 +139,42 @@ static void check_corpus(const char *name, int write)
     /* Every truncation of the blob is refused, never misread. */
     for (size_t cut = 0; cut < blob.len; cut++) {
         mime_tree bad;
+        mime_rendered br;
         CHECK(mime_deserialize(blob.p, cut, &bad) < 0);
+        /* A cut inside the renderings is refused too. */
+        if (mime_rendered_parse(blob.p, cut, &br) == 0) {
+            CHECK(br.bs && br.bs + br.bs_len <= blob.p + cut);
+        }
+    }
+    /* The blob carries ENVELOPE and BODYSTRUCTURE exactly as rendered
+     * from the tree (FETCH sends them without building one). */
+    {
+        mime_rendered rr;
+        dbuf env = {0}, bs = {0};
+        mime_out_envelope(&env, &t, 0);
+        mime_out_body(&bs, &t, 0, 1);
+        CHECK_EQ_INT(mime_rendered_parse(blob.p, blob.len, &rr), 0);
+        CHECK(rr.env && rr.env_len == env.len && !memcmp(rr.env, env.p, env.len));
+        CHECK(rr.bs && rr.bs_len == bs.len && !memcmp(rr.bs, bs.p, bs.len));
+        /* A version 2 blob (the same tree without renderings, as older
+         * builds wrote it) still reads, and has no renderings. */
+        if (rr.bs) {
+            size_t rest = (size_t)(rr.bs + rr.bs_len - blob.p);
+            dbuf v2 = {0};
+            dbuf_add(&v2, "MT2", 3);
+            dbuf_add(&v2, blob.p + rest, blob.len - rest);
+            mime_tree t4;
+            CHECK_EQ_INT(mime_deserialize(v2.p, v2.len, &t4), 0);
+            dbuf o4 = {0};
+            render(&t4, &o4);
+            CHECK(o4.len == o.len && !memcmp(o4.p, o.p, o.len));
+            CHECK(mime_rendered_parse(v2.p, v2.len, &rr) < 0);
+            dbuf_free(&o4);
+            mime_tree_free(&t4);
+            dbuf_free(&v2);
+        }
+        dbuf_free(&env);
+        dbuf_free(&bs);
     }
     /* The header-only parse agrees on the envelope and the root header. */
     mime_tree h;
@@ -152,6 +187,17 @@ static void check_corpus(const char *name, int write)
     CHECK_EQ_STR(e1.p, e2.p);
     dbuf_free(&e1);
     dbuf_free(&e2);
+    /* A header-only tree keeps no renderings: its BODYSTRUCTURE would be
+     * wrong (nothing below the root is known). */
+    {
+        dbuf hb = {0};
+        mime_rendered hr;
+        CHECK_EQ_INT(mime_serialize(&h, &hb), 0);
+        CHECK_EQ_INT(mime_rendered_parse(hb.p, hb.len, &hr), 0);
+        /* (a message that ends with its header is parsed whole) */
+        CHECK(!h.header_only || (hr.env == NULL && hr.bs == NULL));
+        dbuf_free(&hb);
+    }
     mime_tree_free(&h);
     dbuf_free(&o3);
     mime_tree_free(&t3);
@@ -295,6 +341,17 @@ static void test_caps(void)
     CHECK_EQ_INT(mime_serialize(&t, &blob), 0);
     mime_tree t2;
     CHECK_EQ_INT(mime_deserialize(blob.p, blob.len, &t2), 0);
+    /* Its BODYSTRUCTURE (1,024 parts, ~60 KB) is past MIME_RENDERED_MAX:
+     * not kept, so FETCH renders it from the tree; the short ENVELOPE is. */
+    {
+        dbuf bs = {0};
+        mime_out_body(&bs, &t, 0, 1);
+        CHECK(bs.len > MIME_RENDERED_MAX);
+        mime_rendered rr;
+        CHECK_EQ_INT(mime_rendered_parse(blob.p, blob.len, &rr), 0);
+        CHECK(rr.bs == NULL && rr.env != NULL);
+        dbuf_free(&bs);
+    }
     mime_tree_free(&t2);
     dbuf_free(&blob);
     mime_tree_free(&t);

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "st_int.h"
+#include "mime.h"
 #include "unit.h"
 
 #define NFLAG 12            /* steps of one flag change each */
@@ -51,6 +52,22 @@ static int put(st_box *b, const char *m, size_t n, uint8_t flags, uint64_t kw)
         }
     }
     return st_append_end(a, &uid);
+}
+
+/* The third sweep runs the workload as the server does: the core's MIME
+ * watcher parses every new message (the 200 KB one gets its cache record
+ * at once) and step 6 builds the tree of every INBOX message as a FETCH
+ * BODYSTRUCTURE does (the small ones get their records then), so cache
+ * writes are among the power-cut and failure points. */
+static int with_mime;
+
+static int wl_open(st_store **s, const st_vfs *v)
+{
+    int r = st_store_open(s, root, v);
+    if (!r && with_mime) {
+        mime_watch_appends(*s);
+    }
+    return r;
 }
 
 /* Step k (1-based); returns 0 when the step is acknowledged. */
@@ -84,6 +101,13 @@ static int step(st_store *s, const st_vfs *v, int k)
             return r;
         }
         r = st_set_flags(b, 0, ST_F_FLAGGED | ST_F_SEEN, 0);
+        for (uint32_t i = 0; !r && with_mime && i < b->count; i++) {
+            mime_tree t;
+            mime_cache_clear();     /* from the cache file, or parsed */
+            if (mime_tree_get(b, i, 1, &t) == 0) {
+                mime_tree_free(&t);
+            }
+        }
         break;
     case 7:
         if ((r = st_box_open(s, "u", "INBOX", &b)) != 0) {
@@ -116,7 +140,7 @@ static int step(st_store *s, const st_vfs *v, int k)
     case 11: {
         /* another process (deliver) appends to INBOX */
         st_store *s2;
-        if ((r = st_store_open(&s2, root, v)) != 0) {
+        if ((r = wl_open(&s2, v)) != 0) {
             return r;
         }
         if ((r = st_box_open(s2, "u", "INBOX", &b)) == 0) {
@@ -176,7 +200,7 @@ static int step(st_store *s, const st_vfs *v, int k)
     case 19: {
         /* a second process delivers into the compacted mailbox */
         st_store *s2;
-        if ((r = st_store_open(&s2, root, v)) != 0) {
+        if ((r = wl_open(&s2, v)) != 0) {
             return r;
         }
         if ((r = st_box_open(s2, "u", "Old", &d)) == 0) {
@@ -240,6 +264,7 @@ static int step(st_store *s, const st_vfs *v, int k)
 typedef struct mstate {
     char name[32];
     uint32_t uidv, uidnext;
+    int has_mime;           /* its MIME cache file exists */
     char msgs[2048];
 } mstate;
 
@@ -259,6 +284,47 @@ static void add_name(void *ctx, const char *name)
 static int cmp_m(const void *a, const void *b)
 {
     return strcmp(((const mstate *)a)->name, ((const mstate *)b)->name);
+}
+
+/* Message idx of b (wire bytes msg[0..n)): whatever the cache file holds
+ * for it agrees with a fresh parse. 0 or ST_ECORRUPT. */
+static int mime_check(st_box *b, uint32_t idx, const char *msg, size_t n)
+{
+    mime_tree t, c;
+    mime_rendered r;
+    int bad = 0;
+    if (mime_parse_buf(msg, n, 0, &t) != 0) {
+        return 0;   /* no memory: nothing to compare */
+    }
+    dbuf env = {0}, bs = {0}, e2 = {0}, b2 = {0};
+    mime_out_envelope(&env, &t, 0);
+    mime_out_body(&bs, &t, 0, 1);
+    mime_cache_clear();
+    if (mime_rendered_get(b, idx, &r) == 0) {
+        bad |= r.env && (r.env_len != env.len || memcmp(r.env, env.p, env.len));
+        bad |= r.bs && (r.bs_len != bs.len || memcmp(r.bs, bs.p, bs.len));
+    }
+    void *blob;
+    size_t blen;
+    /* The tree itself, read only (mime_tree_get would write a record
+     * where there is none, and the reference run must not change). */
+    if (st_meta_get(b, idx, &blob, &blen) == 0 && mime_deserialize(blob, blen, &c) == 0) {
+        free(blob);
+        blob = NULL;
+        mime_out_envelope(&e2, &c, 0);
+        mime_out_body(&b2, &c, 0, 1);
+        bad |= e2.len != env.len || memcmp(e2.p, env.p, env.len) || b2.len != bs.len ||
+               memcmp(b2.p, bs.p, bs.len);
+        mime_tree_free(&c);
+    }
+    free(blob);
+    mime_cache_clear();
+    dbuf_free(&env);
+    dbuf_free(&bs);
+    dbuf_free(&e2);
+    dbuf_free(&b2);
+    mime_tree_free(&t);
+    return bad ? ST_ECORRUPT : 0;
 }
 
 /* 0 or an error; UIDs must strictly increase */
@@ -286,6 +352,10 @@ static int capture(state *st)
         }
         m->uidv = b->uidvalidity;
         m->uidnext = b->uidnext;
+        char mp[512];
+        st_stat ms;
+        snprintf(mp, sizeof mp, "%s/u/.%s.mime", root, m->name);
+        m->has_mime = s->vfs->stat(s->vfs, mp, &ms) == 0;
         size_t o = 0;
         for (uint32_t j = 0; j < b->count; j++) {
             st_reader rd;
@@ -306,6 +376,13 @@ static int capture(state *st)
             st_reader_close(&rd);
             if (k < 0 || n != b->msg[j].size) {
                 r = ST_ECORRUPT;
+                break;
+            }
+            /* What the MIME cache file says of the message (a record
+             * that survived the power cut) must be what a parse says:
+             * damage is detected, never sent. Only where the file exists:
+             * opening it creates it, which would change the workload. */
+            if (m->has_mime && (r = mime_check(b, j, buf, n)) != 0) {
                 break;
             }
             char kw[256] = "";
@@ -402,7 +479,8 @@ static int run(const st_vfs *v, uint64_t (*count)(void), uint64_t *ev_after)
 {
     st_store *s;
     int done = 0;
-    if (st_store_open(&s, root, v) == 0) {
+    mime_cache_clear();     /* trees of an earlier run have the same keys */
+    if (wl_open(&s, v) == 0) {
         for (int k = 1; k <= NSTEPS; k++) {
             if (step(s, v, k)) {
                 break;
@@ -466,7 +544,8 @@ static void sweep(int seeds, const char *how)
     st_vfs *cv = st_vfs_crash(st_vfs_posix(), &crash);
     CHECK_EQ_INT(capture(&ref[0]), 0);
     st_store *s;
-    CHECK_EQ_INT(st_store_open(&s, root, cv), 0);
+    mime_cache_clear();
+    CHECK_EQ_INT(wl_open(&s, cv), 0);
     for (int k = 1; k <= NSTEPS; k++) {
         CHECK_EQ_INT(step(s, cv, k), 0);
         ev[k] = crash.events;
@@ -573,6 +652,9 @@ int main(void)
     st_keep_closed_max = 0;
     sweep(seeds, "closed mailboxes freed");
     st_keep_closed_max = keep;
+    with_mime = 1;
+    sweep(seeds, "MIME trees parsed at arrival and on first use, cached");
+    with_mime = 0;
     free(big);
     rmdir(root);
     return unit_done("test_store_crash");
