@@ -528,7 +528,11 @@ static void cmd_select(imap_conn *c, args *a, int readonly)
         return;
     }
     st_box *box;
-    int rc = st_box_open(g_srv->store, c->user, name, &box);
+    /* Lazily: a big index is checked in full before the session's next
+     * command, not before this answer, which reads only counts. QRESYNC
+     * reads MODSEQs and UIDs: checked first. */
+    int rc = q.qresync ? st_box_open(g_srv->store, c->user, name, &box)
+                       : st_box_open_lazy(g_srv->store, c->user, name, &box);
     free(name);
     if (rc < 0) {
         ext_select_done(c, &q);
@@ -2014,7 +2018,13 @@ void cmd_dispatch(imap_conn *c)
             break;
         }
     }
-    if (!d) {
+    if (c->sess && st_box_verify(c->sess->box) < 0) {
+        /* the index the SELECT mapped failed its check (st_box_open_lazy):
+         * nothing of it may be used; a new SELECT rebuilds it */
+        out_puts(c, "* BYE [UNAVAILABLE] The mailbox index is damaged; reconnect to rebuild it\r\n");
+        unselect(c);
+        conn_close(c, "damaged mailbox index");
+    } else if (!d) {
         reply(c, "BAD", "Unknown command");
     } else if (!(d->states & c->state)) {
         reply(c, "BAD", "%s is not allowed %s", d->name,

@@ -126,6 +126,47 @@ static void index_init(stbox *t)
 
 /* ---------------- applying records ---------------- */
 
+/* A block mapped for a SELECT (lazy) gets its pass here, before any of
+ * its entries is changed or used beyond that SELECT's answer: at the next
+ * lock, the next command of a session (st_box_verify), or a record of the
+ * log that changes an entry. A failed pass breaks the mailbox: it is not
+ * kept, and its next load finds the damage and rebuilds from the mbox. */
+static void box_unlink(stbox *b);
+static int box_open(st_store *s, const char *user, const char *name, st_box **out, int lazy);
+
+static int box_verify(stbox *b)
+{
+    if (b->broken) {
+        return ST_ECORRUPT;
+    }
+    if (!b->lazy_n) {
+        return 0;
+    }
+    int r = st_msgs_verify(b->pub.msg, b->lazy_n, b->lazy_crc, b->lazy_hms, b->lazy_end);
+    b->lazy_n = 0;
+    if (r) {
+        b->broken = 1;
+        b->pub.change++;
+        if (b->s) { /* a load's scratch index has none: its retry says it */
+            st_note(b, "the state log's checkpoint is damaged");
+            /* its holders keep it until they close it; the mailbox is
+             * loaded afresh the usual way now, which finds the damage and
+             * rebuilds the log from the mbox (kept for the next open) */
+            box_unlink(b);
+            st_box *nb;
+            if (box_open(b->s, b->pub.user, b->pub.name, &nb, 0) == 0) {
+                st_box_close(nb);
+            }
+        }
+    }
+    return r;
+}
+
+int st_box_verify(st_box *bx)
+{
+    return box_verify((stbox *)bx);
+}
+
 /* Apply one record to t's index. Returns 1 if it changed something. */
 static int apply(stbox *t, int type, const uint8_t *p, size_t len)
 {
@@ -155,6 +196,9 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
     }
     case REC_FLAGS: {
         uint64_t ms = st_get64(p + 13);
+        if (box_verify(t)) {
+            return ST_ECORRUPT;
+        }
         if (ms > bx->highestmodseq) {
             bx->highestmodseq = ms;
         }
@@ -170,6 +214,9 @@ static int apply(stbox *t, int type, const uint8_t *p, size_t len)
     }
     case REC_EXPUNGE: {
         uint64_t ms = st_get64(p + 4);
+        if (box_verify(t)) {
+            return ST_ECORRUPT;
+        }
         if (ms > bx->highestmodseq) {
             bx->highestmodseq = ms;
         }
@@ -243,6 +290,11 @@ static int apply_msgs(stbox *t, st_msg *m, uint32_t n, st_imap *map, const uint6
         st_msgs_release(m, map);
         return 0;
     }
+    if (maxes[2] && !(bx->count == 0 && i == 0) &&
+        st_msgs_verify(m, n, (uint32_t)maxes[3], maxes[0], maxes[1])) {
+        st_msgs_release(m, map); /* not the index itself: checked before use */
+        return ST_ECORRUPT;
+    }
     uint64_t hms = bx->highestmodseq, mend = t->mbox_end;
     if (i == 0) {
         /* the whole block: the reader found its maxima in its pass */
@@ -264,6 +316,10 @@ static int apply_msgs(stbox *t, st_msg *m, uint32_t n, st_imap *map, const uint6
         t->cap = map->p ? (uint32_t)(map->len / sizeof *m) : n;
         t->map = *map;
         memset(map, 0, sizeof *map);
+        t->lazy_n = (uint32_t)maxes[2];
+        t->lazy_crc = (uint32_t)maxes[3];
+        t->lazy_hms = maxes[0];
+        t->lazy_end = maxes[1];
         return 1;
     }
     for (; i < n; i++) {
@@ -284,7 +340,8 @@ typedef struct pend {
     st_msg **blk;     /* decoded MSGS blocks (NULL once applied) */
     uint32_t *nblk;   /* entries in each */
     st_imap *mblk;    /* the mapping each lies in (p NULL: malloc'd) */
-    uint64_t *maxb;   /* per block: largest MODSEQ, largest message end */
+    uint64_t *maxb;   /* per block: largest MODSEQ, largest message end,
+                         entries not yet verified (lazy) and their CRC */
     size_t nb, capb;
 } pend;
 
@@ -305,15 +362,17 @@ static int pend_block(pend *pd, st_logrd *rd, uint8_t *payload)
         if (mp) {
             pd->mblk = mp;
         }
-        uint64_t *mx = mp ? realloc(pd->maxb, nc * 2 * sizeof *mx) : NULL;
+        uint64_t *mx = mp ? realloc(pd->maxb, nc * 4 * sizeof *mx) : NULL;
         if (!mx) {
             return ST_ENOMEM;
         }
         pd->maxb = mx;
         pd->capb = nc;
     }
-    pd->maxb[2 * pd->nb] = rd->msgs_hms;
-    pd->maxb[2 * pd->nb + 1] = rd->msgs_end;
+    pd->maxb[4 * pd->nb] = rd->msgs_hms;
+    pd->maxb[4 * pd->nb + 1] = rd->msgs_end;
+    pd->maxb[4 * pd->nb + 2] = rd->lazy_n;
+    pd->maxb[4 * pd->nb + 3] = rd->lazy_crc;
     pd->blk[pd->nb] = st_logrd_take_msgs_map(rd, &pd->nblk[pd->nb], &pd->mblk[pd->nb]);
     st_put32(payload, (uint32_t)pd->nb);
     st_put64(payload + 4, rd->base + rd->i);
@@ -370,7 +429,7 @@ static int pend_apply(pend *pd, stbox *t, uint64_t cut)
         int r;
         if (q[8] == REC_MSGS) {
             uint32_t k = st_get32(q + 11);
-            r = apply_msgs(t, pd->blk[k], pd->nblk[k], &pd->mblk[k], &pd->maxb[2 * k],
+            r = apply_msgs(t, pd->blk[k], pd->nblk[k], &pd->mblk[k], &pd->maxb[4 * k],
                            st_get64(q + 15));
             pd->blk[k] = NULL;
         } else {
@@ -432,6 +491,7 @@ static int replay(stbox *t, st_file *log, st_file *mbox, uint64_t from, uint64_t
     *trim = UINT64_MAX;
     st_logrd_init(&rd, log, from, fsize);
     rd.want_msgs = 1;
+    rd.lazy_ok = t->lazy_ok && from == 0;
     for (;;) {
         r = st_logrd_next(&rd, &type, &p, &len, &off);
         if (r != 1) {
@@ -812,7 +872,15 @@ static int full_load(stbox *b, int depth)
         return r;
     }
     r = st_vfstat(log, &ls);
+    t.lazy_ok = fresh && b->lazy_ok;
     if (!r) {
+        r = replay(&t, log, b->mbox, 0, ls.size, &good, &trim);
+    }
+    if (r == ST_ECORRUPT && t.lazy_ok) {
+        /* a block taken unchecked failed its pass (a later record needed
+         * an entry): read it again the usual way, which rebuilds */
+        box_free_index(&t);
+        index_init(&t);
         r = replay(&t, log, b->mbox, 0, ls.size, &good, &trim);
     }
     if (r >= 0 && (t.pub.uidvalidity == 0 || good == 0)) {
@@ -863,6 +931,10 @@ static int full_load(stbox *b, int depth)
         b->pub.recent_uid = t.pub.recent_uid;
         b->mbox_end = t.mbox_end;
         b->dead_bytes = t.dead_bytes;
+        b->lazy_n = t.lazy_n;
+        b->lazy_crc = t.lazy_crc;
+        b->lazy_hms = t.lazy_hms;
+        b->lazy_end = t.lazy_end;
         b->pub.change++;
         memset(&t, 0, sizeof t);
         /* nobody in this process has seen the expunged ones: drop them */
@@ -1118,6 +1190,9 @@ int st_box_lock(stbox *b)
     if (b->pub.deleted) {
         return ST_ENOENT;
     }
+    if (!b->locked && (r = box_verify(b)) != 0) {
+        return r; /* every change and catch-up starts from checked entries */
+    }
     if (b->locked++) {
         return 0;
     }
@@ -1244,7 +1319,7 @@ static void box_destroy(stbox *b)
     free(b);
 }
 
-int st_box_open(st_store *s, const char *user, const char *name, st_box **out)
+static int box_open(st_store *s, const char *user, const char *name, st_box **out, int lazy)
 {
     const st_vfs *v = s->vfs;
     stbox *b = find_box(s, user, name);
@@ -1297,7 +1372,9 @@ int st_box_open(st_store *s, const char *user, const char *name, st_box **out)
     if (!r) {
         b->mbox_ino = ms.ino;
         b->need_recover = 1;
+        b->lazy_ok = lazy;
         r = st_box_lock(b);
+        b->lazy_ok = 0;
     }
     if (r) {
         box_destroy(b);
@@ -1308,6 +1385,25 @@ int st_box_open(st_store *s, const char *user, const char *name, st_box **out)
     s->boxes = b;
     *out = &b->pub;
     return 0;
+}
+
+int st_box_open_lazy(st_store *s, const char *user, const char *name, st_box **out)
+{
+    return box_open(s, user, name, out, 1);
+}
+
+int st_box_open(st_store *s, const char *user, const char *name, st_box **out)
+{
+    int r = box_open(s, user, name, out, 0);
+    if (r || box_verify((stbox *)*out) == 0) {
+        return r;
+    }
+    /* A kept or shared index whose pass failed: no longer in the store's
+     * list (box_verify), so this load is afresh, finds the damage in the
+     * file and rebuilds. */
+    st_box_close(*out);
+    *out = NULL;
+    return box_open(s, user, name, out, 0);
 }
 
 unsigned st_keep_closed_max = ST_KEEP_CLOSED_MAX;
@@ -1383,6 +1479,11 @@ void st_box_close(st_box *bx)
 {
     stbox *b = (stbox *)bx;
     if (!b || --b->refs > 0) {
+        return;
+    }
+    if (b->broken) {
+        box_unlink(b); /* done at the failed pass already, unless a load's */
+        box_destroy(b); /* its next load rebuilds */
         return;
     }
     if (b->dirty_log || b->dirty_mbox) {

@@ -151,9 +151,13 @@ static void msgs_entry_put(uint8_t *p, const st_msg *m, uint64_t off)
     put_le64(p + 40, m->modseq);
 }
 
-/* REC_MSGS record payload: u32 count, u16 entry size, u16 0 (big-endian,
- * like every frame). */
+/* REC_MSGS record payload: u32 count, u16 entry size, u16 checksum kind
+ * (big-endian, like every frame); a version 3 writer adds u64 largest
+ * MODSEQ and u64 largest message end of the entries (MSGS_LEN_MAX), so
+ * that a reader may use the block before its pass over every entry
+ * (st_msgs_verify). The record stays 8-aligned (8 + 24 bytes). */
 #define MSGS_LEN 8
+#define MSGS_LEN_MAX 24
 
 int st_rec_min_len(int type)
 {
@@ -306,12 +310,39 @@ static void msgs_maxes(st_logrd *r)
  * scan after the CRC of a slice finds it in the cache. */
 #define MSGS_SLICE 2048u
 
+/* The pass a mapped block gets before its entries are trusted: CRC-32C of
+ * the bytes, UIDs that grow, only system flags (what our writer writes),
+ * and, if the record gave them (hms/end not 0), the same largest MODSEQ
+ * and message end. m must be the entries as they lie in the file
+ * (little-endian host, unmodified). 0 or ST_ECORRUPT. */
+int st_msgs_verify(const st_msg *m, uint32_t count, uint32_t crc_want, uint64_t hms_want,
+                   uint64_t end_want)
+{
+    uint32_t crc = 0, last = 0, bad = 0;
+    uint64_t hms = 0, mend = 0;
+    for (uint32_t i = 0; i < count; i += MSGS_SLICE) {
+        uint32_t k = count - i < MSGS_SLICE ? count - i : MSGS_SLICE;
+        crc = st_crc32c(crc, m + i, (size_t)k * sizeof *m);
+        for (uint32_t j = i; j < i + k; j++) {
+            bad |= (m[j].uid <= last) | ((m[j].flags & ~ST_F_SYSMASK) != 0);
+            last = m[j].uid;
+            hms = m[j].modseq > hms ? m[j].modseq : hms;
+            mend = m[j].off + m[j].dlen > mend ? m[j].off + m[j].dlen : mend;
+        }
+    }
+    if (crc != crc_want || bad || (end_want && (hms != hms_want || mend != end_want))) {
+        return ST_ECORRUPT;
+    }
+    return 0;
+}
+
 /*
  * A version 3 block (CRC-32C) at the reader's position: map it, check it,
  * and use it in place or decode it (see the top of the file). The reader
  * then continues after the block.
  */
-static int logrd_msgs_mapped(st_logrd *r, uint32_t count, size_t esize)
+static int logrd_msgs_mapped(st_logrd *r, uint32_t count, size_t esize, uint64_t hms_rec,
+                             uint64_t end_rec)
 {
     uint64_t at = r->base + r->i;
     size_t body = (size_t)count * esize, n = body + 4;
@@ -332,6 +363,20 @@ static int logrd_msgs_mapped(st_logrd *r, uint32_t count, size_t esize)
      * writer) is decoded, which filters. The same pass finds the largest
      * MODSEQ and message end. */
     int in_place = r->want_msgs && ST_HOST_LE && esize == sizeof(st_msg) && ((uintptr_t)mp & 7) == 0;
+    if (in_place && r->lazy_ok && end_rec && count) {
+        /* used before its pass: the caller runs st_msgs_verify before any
+         * entry is changed or leaves the store's hands (box.c, lazy) */
+        r->msgs = (st_msg *)(void *)mp;
+        r->nmsgs = count;
+        r->map = map;
+        r->msgs_hms = hms_rec;
+        r->msgs_end = end_rec;
+        r->lazy_n = count;
+        r->lazy_crc = st_get32(mp + body);
+        r->base = at + n;
+        r->len = r->i = 0;
+        return 0;
+    }
     uint32_t crc = 0, last = 0, bad = 0;
     uint64_t hms = 0, mend = 0;
     for (uint32_t i = 0; i < count; i += MSGS_SLICE) {
@@ -347,7 +392,7 @@ static int logrd_msgs_mapped(st_logrd *r, uint32_t count, size_t esize)
             }
         }
     }
-    if (crc != st_get32(mp + body)) {
+    if (crc != st_get32(mp + body) || (in_place && !bad && end_rec && (hms != hms_rec || mend != end_rec))) {
         st_msgs_release(NULL, &map);
         return ST_ECORRUPT;
     }
@@ -384,7 +429,7 @@ static int logrd_msgs_mapped(st_logrd *r, uint32_t count, size_t esize)
  * 0, or ST_ECORRUPT if the block is short (torn), fails its checksum or
  * has entries smaller than ours.
  */
-static int logrd_msgs(st_logrd *r, const uint8_t *p)
+static int logrd_msgs(st_logrd *r, const uint8_t *p, size_t plen)
 {
     uint32_t count = st_get32(p);
     size_t esize = st_get16(p + 4);
@@ -395,7 +440,8 @@ static int logrd_msgs(st_logrd *r, const uint8_t *p)
         return ST_ECORRUPT; /* a block we cannot read, or not all there */
     }
     if (check == ST_MSGS_CHECK_CRC32C) {
-        return logrd_msgs_mapped(r, count, esize);
+        int maxes = plen >= MSGS_LEN_MAX;
+        return logrd_msgs_mapped(r, count, esize, maxes ? st_get64(p + 8) : 0, maxes ? st_get64(p + 16) : 0);
     }
     st_msg *out = count && r->want_msgs ? malloc((size_t)count * sizeof *out) : NULL;
     if (count && r->want_msgs && !out) {
@@ -486,8 +532,10 @@ int st_logrd_next(st_logrd *r, int *type, const uint8_t **payload, size_t *len, 
     if (p[0] == REC_MSGS) {
         /* reading the block moves the buffer: the payload handed out is
          * a copy */
-        memcpy(r->hdr, p + 4, MSGS_LEN);
-        int rm = logrd_msgs(r, r->hdr);
+        size_t hl = n < MSGS_LEN_MAX ? n : MSGS_LEN_MAX;
+        memcpy(r->hdr, p + 4, hl);
+        r->lazy_n = 0;
+        int rm = logrd_msgs(r, r->hdr, hl);
         if (rm) {
             r->bad_msgs = rm == ST_ECORRUPT;
             return rm;
@@ -538,14 +586,21 @@ void st_logw_head(st_logw *w, uint32_t uidvalidity, const st_box *src)
  * the entries start at a multiple of 8 in the file, and CRC-32C. */
 void st_logw_msgs(st_logw *w, const st_box *src, const uint64_t *noff)
 {
-    uint8_t p[MSGS_LEN];
+    uint8_t p[MSGS_LEN_MAX];
     uint32_t live = 0, crc = 0;
+    uint64_t hms = 0, mend = 0;
     int v3 = st_msgs_version >= 3;
     uint32_t (*sum)(uint32_t, const void *, size_t) = v3 ? st_crc32c : st_crc32;
     for (uint32_t i = 0; i < src->count; i++) {
-        live += !(src->msg[i].flags & ST_F_EXPUNGED);
+        const st_msg *m = &src->msg[i];
+        if (!(m->flags & ST_F_EXPUNGED)) {
+            uint64_t e = (noff ? noff[i] : m->off) + m->dlen;
+            live++;
+            hms = m->modseq > hms ? m->modseq : hms;
+            mend = e > mend ? e : mend;
+        }
     }
-    /* entries start after the MSGS record: REC_OVERHEAD + MSGS_LEN = 16 */
+    /* entries start after the MSGS record: REC_OVERHEAD + 8 or 24 */
     uint64_t pos = w->off + w->n;
     if (v3 && pos % 8) {
         uint8_t zero[8] = { 0 };
@@ -554,7 +609,9 @@ void st_logw_msgs(st_logw *w, const st_box *src, const uint64_t *noff)
     st_put32(p, live);
     st_put16(p + 4, ST_MSGS_ENTRY);
     st_put16(p + 6, v3 ? ST_MSGS_CHECK_CRC32C : ST_MSGS_CHECK_CRC32);
-    st_logw_rec(w, REC_MSGS, p, MSGS_LEN);
+    st_put64(p + 8, hms);
+    st_put64(p + 16, mend);
+    st_logw_rec(w, REC_MSGS, p, v3 ? MSGS_LEN_MAX : MSGS_LEN);
     size_t from = w->n; /* entries from here in buf are not in crc yet */
     for (uint32_t i = 0; i < src->count; i++) {
         const st_msg *m = &src->msg[i];

@@ -161,6 +161,12 @@ typedef struct stbox {
     struct st_meta *meta;   /* the cache file (meta.c), NULL until used */
     uint64_t closed_seq;    /* nonzero: closed (refs 0), kept for a reopen;
                                smaller = closed longer ago (st_box_close) */
+    /* A version 3 block mapped at a SELECT's open and not yet given its
+     * pass (st_box_verify): msg[0..lazy_n) as they lie in the file. */
+    int      lazy_ok;       /* this load may leave the pass for later */
+    uint32_t lazy_n, lazy_crc;
+    uint64_t lazy_hms, lazy_end;
+    int      broken;        /* the pass failed: no more use; not kept */
     uint32_t *own;          /* UIDs this process appended since its last
                                good commit (taken back if a commit fails) */
     uint32_t nown, capown;
@@ -252,7 +258,11 @@ typedef struct st_logrd {
     st_msg  *msgs;   /* the entries of the REC_MSGS record just returned,
                         checked and decoded (the caller may take them) */
     uint32_t nmsgs;  /* entries in msgs */
-    uint8_t  hdr[8]; /* that record's payload (the block moved the buffer) */
+    uint8_t  hdr[24]; /* that record's payload (the block moved the buffer) */
+    int      lazy_ok;  /* set by the caller: a version 3 block with its
+                          maxima may be handed over before its pass */
+    uint32_t lazy_n;   /* the block just returned was: entries to verify */
+    uint32_t lazy_crc; /* and the CRC-32C they must have */
     int      bad_msgs; /* the ST_ECORRUPT returned is a MSGS record whose
                           block is short or fails its CRC */
     st_imap  map;    /* msgs lies in this mapped block (p NULL: malloc'd) */
@@ -260,6 +270,8 @@ typedef struct st_logrd {
     uint64_t msgs_end;  /* largest off + dlen among msgs */
 } st_logrd;
 void st_logrd_init(st_logrd *r, st_file *f, uint64_t from, uint64_t fsize);
+int  st_msgs_verify(const st_msg *m, uint32_t count, uint32_t crc_want, uint64_t hms_want,
+                    uint64_t end_want);
 int  st_logrd_next(st_logrd *r, int *type, const uint8_t **payload, size_t *len, uint64_t *off);
 void st_logrd_free(st_logrd *r);
 /* Take the entries of the REC_MSGS record st_logrd_next just returned

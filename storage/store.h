@@ -145,6 +145,16 @@ int  st_box_refresh(st_box *b);
  * them) and a reopen does not show them, while their UIDs stay used. Flag
  * changes and expunges of the failed commit stay pending for the next. */
 int  st_box_commit(st_box *b);
+/* Open for a SELECT: a checkpoint block mapped in place (version 3, with
+ * its maxima) may be handed over before its pass over every entry, which
+ * then runs at the first lock or st_box_verify. Only the counts a SELECT
+ * answers with (EXISTS, RECENT, UNSEEN) may be read before that. */
+int  st_box_open_lazy(st_store *s, const char *user, const char *name, st_box **out);
+/* Give a lazily opened index its pass if it has not had it: 0, or
+ * ST_ECORRUPT if the block was damaged: this handle is then of no use
+ * (close it), and the next st_box_open loads the mailbox afresh, which
+ * rebuilds it from the mbox. */
+int  st_box_verify(st_box *b);
 /* Commit, then rewrite the log as a checkpoint if it holds records after
  * its last one, so that the next open maps one block and replays nothing
  * (the end of an import of many messages). */
