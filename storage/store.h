@@ -177,6 +177,22 @@ int  st_box_compact(st_box *b);
  * 1: compacted, 0: not needed or not possible now, <0: error (the mailbox
  * is whole either way). */
 int  st_box_maybe_compact(st_box *b);
+/* Compactions this process has finished (diagnostics: the loop's slow-turn
+ * log). */
+extern unsigned long st_compactions;
+/* Incremental compaction. With a slice (bytes) set, an automatic
+ * compaction of a mailbox that is still open (st_box_purge) does not
+ * rewrite it at once: it starts a job that st_store_compact_work() advances
+ * by about `slice` bytes a call, without the lock (an mbox's indexed bytes
+ * do not change between compactions), and finishes like a whole compaction
+ * under the lock (messages that arrived meanwhile are copied then; those
+ * expunged after they were copied stay in the new file as dead bytes).
+ * 0 (the default) compacts inside the call. A server calls the work
+ * function once a loop turn, so no turn copies more than a slice. */
+void st_store_set_compact_slice(st_store *s, uint64_t slice);
+/* Advance every compaction job by one slice (and finish those done).
+ * Returns 1 while jobs remain (call again soon), 0 when there are none. */
+int  st_store_compact_work(st_store *s);
 /* Automatic compaction threshold in thousandths of the mbox size
  * (config compact_ratio; 300 = 0.3). 0 (the default) = only on demand. */
 void st_store_set_compact_ratio(st_store *s, unsigned permille);
