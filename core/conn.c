@@ -1049,8 +1049,16 @@ static int turn_end(void)
     group_commit();
     /* one slice of any compaction in progress; do not sleep while one
      * has slices left */
+    static unsigned slices;
+    static unsigned long compactions;
     if (st_store_compact_work(g_srv->store)) {
+        slices++;
         t = 0;
+    }
+    if (st_compactions != compactions) {
+        log_debug("compaction committed after %u loop turn%s of slices", slices, slices == 1 ? "" : "s");
+        compactions = st_compactions;
+        slices = 0;
     }
     turn_report();
     return g_srv->ngc ? 0 : t;
