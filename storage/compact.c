@@ -760,8 +760,10 @@ int st_store_compact_work(st_store *s)
                 r = j->o.err;
             }
             if (!r && j->o.pos != before) {
-                /* sync as we go, so the commit's own sync is short */
-                r = st_vsync(j->o.f);
+                /* start writing each slice out now (without waiting), so
+                 * the sync at the commit finds little left to write; a
+                 * sync per slice would block the loop each turn */
+                st_vwriteback(j->o.f);
             }
             if (r) {
                 st_compact_job_free(b);   /* the old file is untouched */
