@@ -381,6 +381,8 @@ static void conn_destroy(imap_conn *c)
 
 /* ---- loop turn statistics (CONFIG_SLOW_TURN_MS) ---- */
 
+#define SLOW_TURN_LOGS_PER_S 10  /* enough to see a pattern, not a flood */
+
 /* What one loop turn did, for the slow-turn log: every client waits while
  * a turn runs, so a long one is everyone's tail latency. */
 static struct {
@@ -415,11 +417,21 @@ static void turn_report(void)
     if (!CONFIG_SLOW_TURN_MS || !turn_stat.start_us) {
         return;
     }
+    static uint64_t last_log_ms;
+    static unsigned unlogged;
     uint64_t us = port_now_us() - turn_stat.start_us;
     turn_stat.start_us = 0;
     if (us < (uint64_t)CONFIG_SLOW_TURN_MS * 1000) {
         return;
     }
+    /* a loaded server has many: at most SLOW_TURN_LOGS_PER_S lines a
+     * second, the rest counted in the next line */
+    uint64_t now = now_ms();
+    if (now - last_log_ms < 1000 / SLOW_TURN_LOGS_PER_S) {
+        unlogged++;
+        return;
+    }
+    last_log_ms = now;
     const st_vfs_counters *k = st_vfs_posix_counters();
     st_vfs_counters d = {0};
     if (k) {
@@ -429,14 +441,17 @@ static void turn_report(void)
         d.bytes_read = k->bytes_read - turn_stat.io.bytes_read;
     }
     log_info("slow turn: %llu.%03llu ms, %u command%s, %llu B written in %llu writes, %llu syncs, "
-             "%llu B read, %lu compaction%s, group commit %llu.%03llu ms (%u mailbox%s, %u round%s)",
+             "%llu B read, %lu compaction%s, group commit %llu.%03llu ms (%u mailbox%s, %u round%s)"
+             "%s%.0u%s",
              (unsigned long long)(us / 1000), (unsigned long long)(us % 1000), turn_stat.cmds,
              turn_stat.cmds == 1 ? "" : "s", (unsigned long long)d.bytes_written,
              (unsigned long long)d.writes, (unsigned long long)d.syncs, (unsigned long long)d.bytes_read,
              st_compactions - turn_stat.compactions, st_compactions - turn_stat.compactions == 1 ? "" : "s",
              (unsigned long long)(turn_stat.gc_us / 1000), (unsigned long long)(turn_stat.gc_us % 1000),
              turn_stat.gc_boxes, turn_stat.gc_boxes == 1 ? "" : "es", turn_stat.gc_rounds,
-             turn_stat.gc_rounds == 1 ? "" : "s");
+             turn_stat.gc_rounds == 1 ? "" : "s", unlogged ? "; " : "", unlogged,
+             unlogged ? " more not logged" : "");
+    unlogged = 0;
 }
 
 /* ---- input ---- */

@@ -173,9 +173,10 @@ int  st_copy(st_box *src, uint32_t idx, st_box *dst, uint32_t *newuid);
  * point. st_box_purge() and the last st_box_close() call
  * st_box_maybe_compact() themselves, so the core needs no extra call. */
 int  st_box_compact(st_box *b);
-/* Compact if the reclaimable bytes pass the store's ratio (and 16 KiB).
- * 1: compacted, 0: not needed or not possible now, <0: error (the mailbox
- * is whole either way). */
+/* Compact if the reclaimable bytes pass the store's ratio (and
+ * ST_COMPACT_MIN_DEAD, 1 MiB). 1: compacted, 0: not needed or not possible
+ * now, or (with a compact slice set and the mailbox open) a job started,
+ * <0: error (the mailbox is whole either way). */
 int  st_box_maybe_compact(st_box *b);
 /* Compactions this process has finished (diagnostics: the loop's slow-turn
  * log). */

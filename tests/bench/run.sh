@@ -24,6 +24,7 @@
 #                      (and then no TLS round; default: all of them)
 #   BENCH_SERVERS="pico"  only these servers in the throughput runs (pico dvmd dvmb)
 #   BENCH_MEM=0        skip the idle-memory measurements
+#   BENCH_PICO_CONF="compact_ratio = 0.5"  extra lines for picoimapd's config
 #   BENCH_PICO_LOG=info  picoimapd's log_level (default warn; info shows its
 #                      slow loop turns, CONFIG_SLOW_TURN_MS, in pico.log)
 set -u
@@ -192,6 +193,7 @@ NICE=${BENCH_NICE:-0}
     echo "log_level = ${BENCH_PICO_LOG:-warn}"
     echo "allow_plaintext = yes"
     [ -n "$PI_USERLINE" ] && echo "$PI_USERLINE"
+    [ -n "${BENCH_PICO_CONF:-}" ] && printf '%s\n' "$BENCH_PICO_CONF"
 } > pico.conf
 start_pico() {
     # setsid: a session (and so a scheduler autogroup) of its own, as the

@@ -56,6 +56,8 @@ static int put(st_box *b, const char *m, size_t n, uint8_t flags, uint64_t kw)
 /* Steps 22-24 keep "Old" open across steps while a compaction job copies
  * it in slices (what the server does between loop turns). */
 static st_box *held;
+#define M8 "Subject: 8\r\n\r\ndelivered meanwhile\r\n"
+#define M9 "Subject: 9\r\n\r\nappended meanwhile\r\n"
 static st_crash crash;
 static unsigned job_slices;   /* st_store_compact_work() calls that had more */
 static unsigned long job_done; /* st_compactions after step 24 */
@@ -261,7 +263,7 @@ static int step(st_store *s, const st_vfs *v, int k)
                 return r;
             }
             if ((r = st_box_open(s2, "u", "Old", &d)) == 0) {
-                r = put(d, "Subject: 8\r\n\r\ndelivered meanwhile\r\n", 37, 0, 0);
+                r = put(d, M8, sizeof M8 - 1, 0, 0);
                 if (!r) {
                     r = st_box_commit(d);
                 }
@@ -273,7 +275,7 @@ static int step(st_store *s, const st_vfs *v, int k)
             /* a message the job copied already */
             r = st_expunge(held, 0);
         } else {
-            r = put(held, "Subject: 9\r\n\r\nappended meanwhile\r\n", 36, 0, 0);
+            r = put(held, M9, sizeof M9 - 1, 0, 0);
         }
         if (!r) {
             r = st_box_commit(held);
