@@ -386,7 +386,7 @@ static void conn_destroy(imap_conn *c)
 /* What one loop turn did, for the slow-turn log: every client waits while
  * a turn runs, so a long one is everyone's tail latency. */
 static struct {
-    uint64_t start_us;   /* when the poll returned */
+    uint64_t start_us;   /* its first event (0: no turn open) */
     uint64_t gc_us;      /* time in group_commit() */
     unsigned cmds;       /* commands dispatched */
     unsigned gc_boxes;   /* mailboxes synced by group_commit() */
