@@ -741,7 +741,11 @@ void st_store_set_compact_slice(st_store *s, uint64_t slice)
 
 int st_store_compact_work(st_store *s)
 {
-    int more = 0;
+    /* One slice a call in all, however many mailboxes have a job (a
+     * server with a hundred busy mailboxes must not copy a hundred slices
+     * in one turn), and at most one commit (several syncs). */
+    uint64_t budget = s->compact_slice ? s->compact_slice : UINT64_MAX;
+    int more = 0, committed = 0;
     for (stbox *b = s->boxes; b; b = b->next) {
         st_cjob *j = b->cjob;
         if (!j) {
@@ -753,8 +757,12 @@ int st_store_compact_work(st_store *s)
         }
         int r = 0;
         if (j->next < j->n) {
+            more = 1;
+            if (!budget) {
+                continue;   /* next turn */
+            }
             uint64_t before = j->o.pos;
-            r = cjob_copy(b, j, s->compact_slice ? s->compact_slice : UINT64_MAX);
+            r = cjob_copy(b, j, budget);
             if (!r) {
                 cw_flush(&j->o);
                 r = j->o.err;
@@ -765,16 +773,23 @@ int st_store_compact_work(st_store *s)
                  * sync per slice would block the loop each turn */
                 st_vwriteback(j->o.f);
             }
+            uint64_t done = j->o.pos - before;
+            budget = budget == UINT64_MAX ? budget : done >= budget ? 0 : budget - done;
             if (r) {
                 st_compact_job_free(b);   /* the old file is untouched */
-            } else {
-                more = 1;
             }
             continue;
         }
+        if (committed) {
+            more = 1;   /* next turn */
+            continue;
+        }
+        committed = 1;
         r = cjob_finish_locked(b);
         if (r == ST_EBUSY && b->cjob) {
-            more = 1;   /* expunged entries not purged yet, or locked elsewhere */
+            /* sessions still hold expunged entries (their purge will
+             * come), or the lock is held elsewhere: try again at a later
+             * turn, without keeping the loop awake for it */
             continue;
         }
         st_compact_job_free(b);
