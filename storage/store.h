@@ -184,15 +184,16 @@ extern unsigned long st_compactions;
 /* Incremental compaction. With a slice (bytes) set, an automatic
  * compaction of a mailbox that is still open (st_box_purge) does not
  * rewrite it at once: it starts a job that st_store_compact_work() advances
- * by about `slice` bytes a call, without the lock (an mbox's indexed bytes
+ * (about `slice` bytes a call for all jobs together), without the lock (an mbox's indexed bytes
  * do not change between compactions), and finishes like a whole compaction
  * under the lock (messages that arrived meanwhile are copied then; those
  * expunged after they were copied stay in the new file as dead bytes).
  * 0 (the default) compacts inside the call. A server calls the work
  * function once a loop turn, so no turn copies more than a slice. */
 void st_store_set_compact_slice(st_store *s, uint64_t slice);
-/* Advance every compaction job by one slice (and finish those done).
- * Returns 1 while jobs remain (call again soon), 0 when there are none. */
+/* Copy one slice of the compaction jobs in progress, or commit one that
+ * is done. Returns 1 while a job has bytes to copy or a commit to do (call
+ * again soon), 0 otherwise (none, or one waiting for a purge). */
 int  st_store_compact_work(st_store *s);
 /* Automatic compaction threshold in thousandths of the mbox size
  * (config compact_ratio; 300 = 0.3). 0 (the default) = only on demand. */
