@@ -18,6 +18,7 @@
 #include "compress.h"
 #include "ext.h"
 #include "cmd.h"
+#include "vfs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -387,6 +388,81 @@ static void conn_destroy(imap_conn *c)
     free(c);
 }
 
+/* ---- loop turn statistics (CONFIG_SLOW_TURN_MS) ---- */
+
+#define SLOW_TURN_LOGS_PER_S 10  /* enough to see a pattern, not a flood */
+
+/* What one loop turn did, for the slow-turn log: every client waits while
+ * a turn runs, so a long one is everyone's tail latency. */
+static struct {
+    uint64_t start_us;   /* its first event (0: no turn open) */
+    uint64_t gc_us;      /* time in group_commit() */
+    unsigned cmds;       /* commands dispatched */
+    unsigned gc_boxes;   /* mailboxes synced by group_commit() */
+    unsigned gc_rounds;  /* its rounds */
+    st_vfs_counters io;  /* vfs counters at the start */
+    unsigned long compactions; /* st_compactions at the start */
+} turn_stat;
+
+/* The turn starts at its first event (the poll dispatches them itself),
+ * or at turn_end() when only timers ran. */
+static void turn_begin(void)
+{
+    if (!CONFIG_SLOW_TURN_MS || turn_stat.start_us) {
+        return;
+    }
+    const st_vfs_counters *k = st_vfs_posix_counters();
+    turn_stat.start_us = port_now_us();
+    turn_stat.gc_us = 0;
+    turn_stat.cmds = turn_stat.gc_boxes = turn_stat.gc_rounds = 0;
+    if (k) {
+        turn_stat.io = *k;
+    }
+    turn_stat.compactions = st_compactions;
+}
+
+static void turn_report(void)
+{
+    if (!CONFIG_SLOW_TURN_MS || !turn_stat.start_us) {
+        return;
+    }
+    static uint64_t last_log_ms;
+    static unsigned unlogged;
+    uint64_t us = port_now_us() - turn_stat.start_us;
+    turn_stat.start_us = 0;
+    if (us < (uint64_t)CONFIG_SLOW_TURN_MS * 1000) {
+        return;
+    }
+    /* a loaded server has many: at most SLOW_TURN_LOGS_PER_S lines a
+     * second, the rest counted in the next line */
+    uint64_t now = now_ms();
+    if (now - last_log_ms < 1000 / SLOW_TURN_LOGS_PER_S) {
+        unlogged++;
+        return;
+    }
+    last_log_ms = now;
+    const st_vfs_counters *k = st_vfs_posix_counters();
+    st_vfs_counters d = {0};
+    if (k) {
+        d.writes = k->writes - turn_stat.io.writes;
+        d.bytes_written = k->bytes_written - turn_stat.io.bytes_written;
+        d.syncs = k->syncs - turn_stat.io.syncs;
+        d.bytes_read = k->bytes_read - turn_stat.io.bytes_read;
+    }
+    log_info("slow turn: %llu.%03llu ms, %u command%s, %llu B written in %llu writes, %llu syncs, "
+             "%llu B read, %lu compaction%s, group commit %llu.%03llu ms (%u mailbox%s, %u round%s)"
+             "%s%.0u%s",
+             (unsigned long long)(us / 1000), (unsigned long long)(us % 1000), turn_stat.cmds,
+             turn_stat.cmds == 1 ? "" : "s", (unsigned long long)d.bytes_written,
+             (unsigned long long)d.writes, (unsigned long long)d.syncs, (unsigned long long)d.bytes_read,
+             st_compactions - turn_stat.compactions, st_compactions - turn_stat.compactions == 1 ? "" : "s",
+             (unsigned long long)(turn_stat.gc_us / 1000), (unsigned long long)(turn_stat.gc_us % 1000),
+             turn_stat.gc_boxes, turn_stat.gc_boxes == 1 ? "" : "es", turn_stat.gc_rounds,
+             turn_stat.gc_rounds == 1 ? "" : "s", unlogged ? "; " : "", unlogged,
+             unlogged ? " more not logged" : "");
+    unlogged = 0;
+}
+
 /* ---- input ---- */
 
 static int can_process(const imap_conn *c)
@@ -423,6 +499,7 @@ static void process(imap_conn *c)
         switch (r) {
         case PARSE_DONE:
             touch(c);
+            turn_stat.cmds++;
             cmd_dispatch(c);
             parse_clear(&c->ps);
             if (c->starttls) {
@@ -645,10 +722,13 @@ static void group_commit(void)
 {
     imap_server *sv = g_srv;
     int any = 0;
+    uint64_t t0 = CONFIG_SLOW_TURN_MS && sv->ngc ? port_now_us() : 0;
     for (int round = 0; round < 8 && sv->ngc; round++) {
         any = 1;
         st_box **list = sv->gc;
         unsigned n = sv->ngc;
+        turn_stat.gc_boxes += n;
+        turn_stat.gc_rounds++;
         unsigned this_round = sv->gc_round++;
         sv->gc = NULL;
         sv->ngc = sv->gccap = 0;
@@ -710,6 +790,9 @@ static void group_commit(void)
         }
         free(list);
     }
+    if (t0) {
+        turn_stat.gc_us += port_now_us() - t0;
+    }
     if (!any || sv->ngc) {
         return;
     }
@@ -764,6 +847,7 @@ static int conn_tls_step(imap_conn *c)
 void imap_on_event(void *ctx, int ev)
 {
     imap_conn *c = ctx;
+    turn_begin();
     if (c->tls_hs) {
         if (!conn_tls_step(c)) {
             conn_update(c);
@@ -785,6 +869,7 @@ void imap_on_event(void *ctx, int ev)
 void *imap_on_accept(port_conn *pc, int kind)
 {
     char peer[64];
+    turn_begin();
     port_peer(pc, peer, sizeof peer);
     const char *refuse = NULL;
     if (g_srv->stopping) {
@@ -982,9 +1067,24 @@ static int timers(void)
  * what the timers changed; never sleep with changes unsynced. */
 static int turn_end(void)
 {
+    turn_begin();
     group_commit();
     int t = timers();
     group_commit();
+    /* one slice of any compaction in progress; do not sleep while one
+     * has slices left */
+    static unsigned slices;
+    static unsigned long compactions;
+    if (st_store_compact_work(g_srv->store)) {
+        slices++;
+        t = 0;
+    }
+    if (st_compactions != compactions) {
+        log_debug("compaction committed after %u loop turn%s of slices", slices, slices == 1 ? "" : "s");
+        compactions = st_compactions;
+        slices = 0;
+    }
+    turn_report();
     return g_srv->ngc ? 0 : t;
 }
 
@@ -1020,6 +1120,7 @@ int imap_server_run(imap_cfg *cfg)
     }
     st_store_set_quota(srv.store, cfg->quota);
     st_store_set_compact_ratio(srv.store, cfg->compact_permille);
+    st_store_set_compact_slice(srv.store, (uint64_t)CONFIG_COMPACT_SLICE_KB * 1024);
     /* new messages are parsed as they arrive (mime.c, issue 4) */
     mime_watch_appends(srv.store);
     while (port_poll(turn_end()) == 0) {

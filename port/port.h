@@ -74,6 +74,8 @@ int port_poll(int timeout_ms);
 
 /* Monotonic milliseconds, for timers. */
 uint64_t port_now_ms(void);
+/* Monotonic microseconds, for measuring loop turns. */
+uint64_t port_now_us(void);
 
 /* Wall-clock seconds since the epoch and the local zone offset in minutes
  * east of UTC at that time (for INTERNALDATE). */

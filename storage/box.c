@@ -1307,6 +1307,7 @@ void st_mark_gone(st_store *s, const char *user, const char *name)
 static void box_destroy(stbox *b)
 {
     free(b->own);
+    st_compact_job_free(b);
     st_meta_free(b->meta);
     box_free_index(b);
     st_vclose(b->mbox);

@@ -40,6 +40,7 @@ char *st_compact_tmp(const char *log_path) { return st_cat(log_path, ".compact")
 char *st_compact_newlog(const char *log_path) { return st_cat(log_path, ".new"); }
 
 uint64_t st_compact_min_dead = ST_COMPACT_MIN_DEAD;
+unsigned long st_compactions;
 
 void st_store_set_compact_ratio(st_store *s, unsigned permille)
 {
@@ -181,8 +182,22 @@ int st_compact_recover_paths(st_store *s, const char *dir, st_file *mbox, const 
         }
     }
     if (!r && v->stat(v, tpath, &st) == 0) {
-        r = v->remove(v, tpath);
-        r = r == ST_ENOENT ? 0 : r;
+        /* A new mbox that a live compaction job holds locked (it copies
+         * across loop turns without the mailbox lock) is not a leftover;
+         * the job checks the file is still there before its commit. */
+        st_file *t;
+        int busy = 0;
+        if (v->open(v, tpath, ST_O_WRITE, &t) == 0) {
+            busy = st_vlock(t, ST_LOCK_EX, 0) == ST_EBUSY;
+            if (!busy) {
+                r = v->remove(v, tpath);   /* removed while we hold it */
+                r = r == ST_ENOENT ? 0 : r;
+            }
+            st_vclose(t);
+        } else {
+            r = v->remove(v, tpath);
+            r = r == ST_ENOENT ? 0 : r;
+        }
     }
     free(tpath);
     free(lpath);
@@ -258,95 +273,312 @@ static void cw_put(cw *w, const void *p, size_t n)
     }
 }
 
-/* The rewrite itself; lock held, no ST_F_EXPUNGED entries, all committed. */
-static int compact_locked(stbox *b)
+/* One message of the job's list: where it is in the old file and, once its
+ * header is written, where its bytes start in the new one. */
+typedef struct cjob_msg {
+    uint32_t uid;
+    uint32_t dlen;
+    uint64_t off;   /* in the old mbox */
+    uint64_t noff;  /* in the new mbox; UINT64_MAX: not copied (expunged) */
+} cjob_msg;
+
+/* A compaction in progress (struct st_cjob in st_int.h). It copies the
+ * messages that were live when it started, in UID order, a slice at a
+ * time and without the lock: between compactions the bytes of indexed
+ * messages never change (the mbox only grows), and every change to the
+ * file's identity or to a message's place is checked again under the lock
+ * before the commit point (cjob_finish). */
+typedef struct st_cjob {
+    char *tpath, *lpath;  /* the new mbox and the new log, before rename */
+    cw o;                 /* writer of the new mbox (o.f its file) */
+    uint64_t t_ino;       /* its inode, to see it was not removed meanwhile */
+    uint64_t mbox_ino;    /* the mbox it copies from */
+    uint8_t *in;          /* ST_CHUNK read buffer */
+    cjob_msg *m;          /* the messages live at the start, UID order */
+    uint32_t n;           /* entries of m */
+    uint32_t next;        /* the one being copied */
+    uint64_t at;          /* its bytes copied so far */
+    int hdr_done;         /* its header is written */
+    uint8_t lastc;        /* its last byte copied */
+    uint32_t written;     /* messages written (the first gets X-IMAPbase) */
+} st_cjob;
+
+void st_compact_job_free(stbox *b)
+{
+    st_cjob *j = b->cjob;
+    if (!j) {
+        return;
+    }
+    b->cjob = NULL;
+    if (j->o.f) {
+        /* ours only if we locked it and nobody removed it and made another
+         * meanwhile; removed while still locked */
+        st_stat st;
+        const st_vfs *v = b->s->vfs;
+        if (j->t_ino && j->tpath && v->stat(v, j->tpath, &st) == 0 && st.ino == j->t_ino) {
+            v->remove(v, j->tpath);
+        }
+        st_vclose(j->o.f);
+    }
+    free(j->tpath);
+    free(j->lpath);
+    free(j->o.buf);
+    free(j->in);
+    free(j->m);
+    free(j);
+}
+
+/* Start a job: create the new mbox, list the live messages. */
+static int cjob_start(stbox *b) __attribute__((noinline));
+static int cjob_start(stbox *b)
 {
     st_box *bx = &b->pub;
     const st_vfs *v = b->s->vfs;
-    char *tpath = st_compact_tmp(b->log_path), *lpath = st_compact_newlog(b->log_path);
-    char hdr[ST_KW_NAME_MAX * 64 + 256];
-    uint8_t p[ST_REC_MAX];
-    st_logw w = { 0 };
-    cw o = { 0 };
-    uint8_t *in = malloc(ST_CHUNK);
-    uint64_t *noff = malloc(((size_t)bx->count + 1) * sizeof *noff);
-    int r = tpath && lpath && in && noff ? 0 : ST_ENOMEM, committed = 0;
-    w.buf = malloc(ST_CHUNK);
-    o.buf = malloc(ST_CHUNK);
-    if (!r && (!w.buf || !o.buf)) {
-        r = ST_ENOMEM;
+    st_cjob *j = calloc(1, sizeof *j);
+    if (!j) {
+        return ST_ENOMEM;
+    }
+    b->cjob = j;
+    j->tpath = st_compact_tmp(b->log_path);
+    j->lpath = st_compact_newlog(b->log_path);
+    j->o.buf = malloc(ST_CHUNK);
+    j->in = malloc(ST_CHUNK);
+    j->m = malloc(((size_t)bx->count + 1) * sizeof *j->m);
+    int r = j->tpath && j->lpath && j->o.buf && j->in && j->m ? 0 : ST_ENOMEM;
+    if (!r) {
+        r = v->open(v, j->tpath, ST_O_WRITE | ST_O_CREATE, &j->o.f);
     }
     if (!r) {
-        r = v->open(v, tpath, ST_O_WRITE | ST_O_CREATE | ST_O_TRUNC, &o.f);
+        /* Held for the whole job: a job of another process may be copying
+         * into this file without the mailbox lock, so it is emptied only
+         * once it is ours. (A recovery may still remove the name; a new
+         * file under it is then another inode, which the finish notices.)
+         * It also makes whoever opens the name after the rename wait. */
+        r = st_vlock(j->o.f, ST_LOCK_EX, 0);
     }
     if (!r) {
-        /* whoever opens the name after step 3 must wait for us */
-        r = st_vlock(o.f, ST_LOCK_EX, 0);
+        r = st_vtruncate(j->o.f, 0);
     }
-    if (!r) {
-        r = v->open(v, lpath, ST_O_WRITE | ST_O_CREATE | ST_O_TRUNC, &w.f);
+    st_stat st;
+    if (!r && (r = st_vfstat(j->o.f, &st)) == 0) {
+        j->t_ino = st.ino;
     }
-    if (!r) {
-        st_logw_head(&w, bx->uidvalidity, bx);
+    if (r) {
+        st_compact_job_free(b);
+        return r;
     }
-    for (uint32_t i = 0; !r && i < bx->count; i++) {
+    j->mbox_ino = b->mbox_ino;
+    for (uint32_t i = 0; i < bx->count; i++) {
         const st_msg *m = &bx->msg[i];
-        int hl = st_header_block(hdr, sizeof hdr, bx, m->uid, m->idate, m->flags & ST_F_SYSMASK, m->kw);
-        if (hl < 0) {
-            r = hl;
-            break;
+        if (!(m->flags & ST_F_EXPUNGED)) {
+            j->m[j->n].uid = m->uid;
+            j->m[j->n].dlen = m->dlen;
+            j->m[j->n].off = m->off;
+            j->m[j->n].noff = UINT64_MAX;
+            j->n++;
         }
-        if (i == 0) {
-            /* Dovecot's mbox driver trusts X-UID headers (gaps and all)
-             * only when the first message carries X-IMAPbase: UIDVALIDITY,
-             * UIDNEXT and the keyword names. Ours is part of our header
-             * block, hidden from IMAP clients like the others. */
-            int xl = snprintf(hdr + hl, sizeof hdr - (size_t)hl, "X-IMAPbase: %u %010u",
-                              (unsigned)bx->uidvalidity, (unsigned)bx->uidnext);
-            for (unsigned k = 0; xl > 0 && k < bx->nkw; k++) {
-                int l = snprintf(hdr + hl + xl, sizeof hdr - (size_t)(hl + xl), " %s", bx->kw[k]);
-                xl = l < 0 ? -1 : xl + l;
+    }
+    return 0;
+}
+
+/* The index entry of uid, or NULL (purged). msg[] is in UID order. */
+static const st_msg *find_uid(const st_box *bx, uint32_t uid)
+{
+    uint32_t lo = 0, hi = bx->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (bx->msg[mid].uid < uid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < bx->count && bx->msg[lo].uid == uid ? &bx->msg[lo] : NULL;
+}
+
+/* Write message cm's header block (current flags and keywords). */
+static int cjob_header(stbox *b, st_cjob *j, cjob_msg *cm, const st_msg *m)
+{
+    st_box *bx = &b->pub;
+    char hdr[ST_KW_NAME_MAX * 64 + 256];
+    int hl = st_header_block(hdr, sizeof hdr, bx, m->uid, m->idate, m->flags & ST_F_SYSMASK, m->kw);
+    if (hl < 0) {
+        return hl;
+    }
+    if (j->written == 0) {
+        /* Dovecot's mbox driver trusts X-UID headers (gaps and all)
+         * only when the first message carries X-IMAPbase: UIDVALIDITY,
+         * UIDNEXT and the keyword names. Ours is part of our header
+         * block, hidden from IMAP clients like the others. */
+        int xl = snprintf(hdr + hl, sizeof hdr - (size_t)hl, "X-IMAPbase: %u %010u",
+                          (unsigned)bx->uidvalidity, (unsigned)bx->uidnext);
+        for (unsigned k = 0; xl > 0 && k < bx->nkw; k++) {
+            int l = snprintf(hdr + hl + xl, sizeof hdr - (size_t)(hl + xl), " %s", bx->kw[k]);
+            xl = l < 0 ? -1 : xl + l;
+        }
+        if (xl < 0 || (size_t)(hl + xl + 1) >= sizeof hdr) {
+            return ST_EINVAL;
+        }
+        hdr[hl + xl] = '\n';
+        hl += xl + 1;
+    }
+    cw_put(&j->o, hdr, (size_t)hl);
+    cm->noff = j->o.pos;
+    j->written++;
+    return 0;
+}
+
+/* Copy up to budget bytes of the listed messages (UINT64_MAX: all of them).
+ * A message expunged before its turn is left out. Returns 0 or <0. */
+static int cjob_copy(stbox *b, st_cjob *j, uint64_t budget)
+{
+    st_box *bx = &b->pub;
+    int r = 0;
+    if (b->mbox_ino != j->mbox_ino) {
+        return ST_EBUSY;   /* another process compacted: start again later */
+    }
+    while (!r && j->next < j->n && budget) {
+        cjob_msg *cm = &j->m[j->next];
+        if (!j->hdr_done) {
+            const st_msg *m = find_uid(bx, cm->uid);
+            if (!m || (m->flags & ST_F_EXPUNGED)) {
+                j->next++;   /* gone already: its bytes stay behind */
+                continue;
             }
-            if (xl < 0 || (size_t)(hl + xl + 1) >= sizeof hdr) {
-                r = ST_EINVAL;
+            if (m->off != cm->off || m->dlen != cm->dlen) {
+                return ST_EBUSY;   /* re-indexed (rewritten elsewhere) */
+            }
+            if ((r = cjob_header(b, j, cm, m)) != 0) {
                 break;
             }
-            hdr[hl + xl] = '\n';
-            hl += xl + 1;
+            j->hdr_done = 1;
+            j->at = 0;
+            j->lastc = 0;
         }
-        cw_put(&o, hdr, (size_t)hl);
-        noff[i] = o.pos;
+        while (!r && j->at < cm->dlen && budget) {
+            uint64_t k = cm->dlen - j->at;
+            k = k > ST_CHUNK ? ST_CHUNK : k;
+            k = k > budget ? budget : k;
+            r = st_vread_full(b->mbox, j->in, (size_t)k, cm->off + j->at);
+            if (!r) {
+                cw_put(&j->o, j->in, (size_t)k);
+                j->lastc = j->in[k - 1];
+                j->at += k;
+                budget = budget == UINT64_MAX ? budget : budget - k;
+            }
+        }
+        if (!r && j->at == cm->dlen) {
+            /* the same separator an APPEND writes: a blank line after a final LF */
+            int tail = cm->dlen && j->lastc == '\n' ? 1 : 2;
+            cw_put(&j->o, "\n\n", (size_t)tail);
+            j->hdr_done = 0;
+            j->next++;
+        }
+        if (!r) {
+            r = j->o.err;
+        }
+    }
+    return r;
+}
+
+static int holds_expunged(const st_box *bx)
+{
+    for (uint32_t i = 0; i < bx->count; i++) {
+        if (bx->msg[i].flags & ST_F_EXPUNGED) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The end of a job; lock held, no ST_F_EXPUNGED entries, all committed.
+ * Copies what is left and what arrived since the start, writes and syncs
+ * the new log, and renames both into place. Frees the job either way.
+ * ST_EBUSY: the mailbox changed under the job in a way it cannot follow
+ * (compacted, re-indexed, renamed, deleted); nothing was changed. */
+static int cjob_finish(stbox *b)
+{
+    st_box *bx = &b->pub;
+    st_cjob *j = b->cjob;
+    const st_vfs *v = b->s->vfs;
+    uint8_t p[ST_REC_MAX];
+    st_logw w = { 0 };
+    uint64_t *noff = malloc(((size_t)bx->count + 1) * sizeof *noff);
+    int r = noff ? 0 : ST_ENOMEM, committed = 0;
+    char *tnow = st_compact_tmp(b->log_path);
+    st_stat ts;
+    if (!r && (!tnow || strcmp(tnow, j->tpath) != 0)) {
+        r = tnow ? ST_EBUSY : ST_ENOMEM;   /* renamed meanwhile */
+    }
+    free(tnow);
+    if (!r && (bx->deleted || b->mbox_ino != j->mbox_ino)) {
+        r = ST_EBUSY;
+    }
+    if (!r && (v->stat(v, j->tpath, &ts) != 0 || ts.ino != j->t_ino)) {
+        r = ST_EBUSY;   /* a recovery (rename, another process) removed it */
+    }
+    if (!r) {
+        r = cjob_copy(b, j, UINT64_MAX);
+    }
+    /* every live message at its new offset: the listed ones were copied;
+     * newer UIDs (arrived since the start) are copied now, in UID order
+     * after them, so the new file stays in UID order */
+    uint32_t k = 0, maxuid = j->n ? j->m[j->n - 1].uid : 0;
+    for (uint32_t i = 0; !r && i < bx->count; i++) {
+        const st_msg *m = &bx->msg[i];
+        while (k < j->n && j->m[k].uid < m->uid) {
+            k++;
+        }
+        if (k < j->n && j->m[k].uid == m->uid && j->m[k].noff != UINT64_MAX) {
+            noff[i] = j->m[k].noff;
+            continue;
+        }
+        if (m->uid <= maxuid || m->off == UINT64_MAX) {
+            r = ST_EBUSY;   /* cannot happen while UIDs only grow; be safe */
+            break;
+        }
+        cjob_msg cm = { m->uid, m->dlen, m->off, UINT64_MAX };
+        if ((r = cjob_header(b, j, &cm, m)) != 0) {
+            break;
+        }
         uint8_t lastc = 0;
         for (uint64_t at = 0; !r && at < m->dlen;) {
-            size_t k = m->dlen - at > ST_CHUNK ? ST_CHUNK : (size_t)(m->dlen - at);
-            r = st_vread_full(b->mbox, in, k, m->off + at);
+            size_t n = m->dlen - at > ST_CHUNK ? ST_CHUNK : (size_t)(m->dlen - at);
+            r = st_vread_full(b->mbox, j->in, n, m->off + at);
             if (!r) {
-                cw_put(&o, in, k);
-                lastc = in[k - 1];
+                cw_put(&j->o, j->in, n);
+                lastc = j->in[n - 1];
             }
-            at += k;
+            at += n;
         }
-        /* the same separator an APPEND writes: a blank line after a final LF */
-        int tail = m->dlen && lastc == '\n' ? 1 : 2;
-        cw_put(&o, "\n\n", (size_t)tail);
+        cw_put(&j->o, "\n\n", m->dlen && lastc == '\n' ? 1 : 2);
+        noff[i] = cm.noff;
         if (!r) {
-            r = o.err;
+            r = j->o.err;
         }
     }
     if (!r) {
-        cw_flush(&o);
+        w.buf = malloc(ST_CHUNK);
+        r = w.buf ? 0 : ST_ENOMEM;
+    }
+    if (!r) {
+        r = v->open(v, j->lpath, ST_O_WRITE | ST_O_CREATE | ST_O_TRUNC, &w.f);
+    }
+    if (!r) {
+        cw_flush(&j->o);
+        st_logw_head(&w, bx->uidvalidity, bx);
         /* every message at its new offset, as one MSGS block (log.c) */
         st_logw_msgs(&w, bx, noff);
-        st_logw_state(&w, bx, o.pos);
-        st_put64(p, o.pos);
-        st_put32(p + 8, o.crc_all);
+        st_logw_state(&w, bx, j->o.pos);
+        st_put64(p, j->o.pos);
+        st_put32(p + 8, j->o.crc_all);
         st_logw_rec(&w, REC_COMPACT, p, 12);
         st_logw_rec(&w, REC_MARK, p, 0);
         st_logw_flush(&w);
-        r = o.err ? o.err : w.err;
+        r = j->o.err ? j->o.err : w.err;
     }
     if (!r) {
-        r = st_vsync(o.f);
+        r = st_vsync(j->o.f);
     }
     if (!r) {
         r = st_vsync(w.f);
@@ -357,30 +589,28 @@ static int compact_locked(stbox *b)
         w.f = NULL;
     }
     if (!r) {
-        r = v->rename(v, tpath, b->mbox_path);
+        r = v->rename(v, j->tpath, b->mbox_path);
     }
     if (!r) {
         /* committed: the new file is the mailbox, whatever happens next */
         committed = 1;
-        st_stat ts;
+        st_compactions++;
         st_file *old = b->mbox;
-        b->mbox = o.f;
-        o.f = NULL;
+        b->mbox = j->o.f;
+        j->o.f = NULL;
         st_vlock(old, ST_LOCK_UN, 0);
         st_vclose(old);
-        if (st_vfstat(b->mbox, &ts) == 0) {
-            b->mbox_ino = ts.ino;
-        }
+        b->mbox_ino = j->t_ino;
         for (uint32_t i = 0; i < bx->count; i++) {
             bx->msg[i].off = noff[i];
         }
-        b->mbox_end = o.pos;
+        b->mbox_end = j->o.pos;
         b->dead_bytes = 0;
         b->dirty_mbox = 0;
         bx->change++;
         r = v->sync_dir(v, b->dir);
         if (!r) {
-            r = v->rename(v, lpath, b->log_path);
+            r = v->rename(v, j->lpath, b->log_path);
         }
         if (!r) {
             r = v->sync_dir(v, b->dir);
@@ -406,33 +636,34 @@ static int compact_locked(stbox *b)
         }
     }
     if (!committed) {
-        if (o.f) {
-            st_vclose(o.f);
-        }
-        if (tpath) {
-            v->remove(v, tpath);
-        }
-        if (lpath) {
-            v->remove(v, lpath);
+        if (j->lpath) {
+            v->remove(v, j->lpath);
         }
     }
-    free(o.buf);
     free(w.buf);
-    free(in);
     free(noff);
-    free(tpath);
-    free(lpath);
+    st_compact_job_free(b);   /* removes the new mbox if it was not renamed */
     return r;
 }
 
-static int holds_expunged(const st_box *bx)
+/* Lock, check, finish. ST_EBUSY while sessions hold expunged entries. */
+static int cjob_finish_locked(stbox *b)
 {
-    for (uint32_t i = 0; i < bx->count; i++) {
-        if (bx->msg[i].flags & ST_F_EXPUNGED) {
-            return 1;
-        }
+    st_box *bx = &b->pub;
+    int r;
+    if (holds_expunged(bx)) {
+        return ST_EBUSY; /* sessions still need those entries: purge first */
     }
-    return 0;
+    if ((r = st_box_commit(bx)) != 0) {
+        return r;
+    }
+    if ((r = st_box_lock(b)) != 0) {
+        return r;
+    }
+    /* catching up may have brought another process's expunges */
+    r = holds_expunged(bx) ? ST_EBUSY : cjob_finish(b);
+    st_box_unlock(b);
+    return r;
 }
 
 int st_box_compact(st_box *bx)
@@ -451,8 +682,16 @@ int st_box_compact(st_box *bx)
     if ((r = st_box_lock(b)) != 0) {
         return r;
     }
-    /* catching up may have brought another process's expunges */
-    r = holds_expunged(bx) ? ST_EBUSY : compact_locked(b);
+    /* catching up may have brought another process's expunges; a job in
+     * progress is finished here rather than started again */
+    if (holds_expunged(bx)) {
+        r = ST_EBUSY;
+    } else {
+        r = b->cjob ? 0 : cjob_start(b);
+        if (!r) {
+            r = cjob_finish(b);
+        }
+    }
     st_box_unlock(b);
     return r;
 }
@@ -461,6 +700,19 @@ int st_box_maybe_compact(st_box *bx)
 {
     stbox *b = (stbox *)bx;
     unsigned pm = b->s->compact_permille;
+    if (b->cjob) {
+        if (b->refs) {
+            return 0;   /* in progress: st_store_compact_work() */
+        }
+        /* the last close: nobody will call the work function for it */
+        if (bx->deleted) {
+            st_compact_job_free(b);
+            return 0;
+        }
+        int r = cjob_finish_locked(b);
+        st_compact_job_free(b);
+        return r ? r : 1;
+    }
     if (!pm || bx->deleted || holds_expunged(bx)) {
         return 0;
     }
@@ -468,8 +720,81 @@ int st_box_maybe_compact(st_box *bx)
     if (dead < st_compact_min_dead || dead * 1000 < b->mbox_end * pm) {
         return 0;
     }
+    if (b->s->compact_slice && b->refs) {
+        /* sessions are waiting on this loop: copy in slices (work below);
+         * the job starts under the lock like any compaction */
+        int r = st_box_lock(b);
+        if (!r) {
+            r = holds_expunged(bx) ? 0 : cjob_start(b);
+            st_box_unlock(b);
+        }
+        return r;
+    }
     int r = st_box_compact(bx);
     return r ? r : 1;
+}
+
+void st_store_set_compact_slice(st_store *s, uint64_t slice)
+{
+    s->compact_slice = slice;
+}
+
+int st_store_compact_work(st_store *s)
+{
+    /* One slice a call in all, however many mailboxes have a job (a
+     * server with a hundred busy mailboxes must not copy a hundred slices
+     * in one turn), and at most one commit (several syncs). */
+    uint64_t budget = s->compact_slice ? s->compact_slice : UINT64_MAX;
+    int more = 0, committed = 0;
+    for (stbox *b = s->boxes; b; b = b->next) {
+        st_cjob *j = b->cjob;
+        if (!j) {
+            continue;
+        }
+        if (b->pub.deleted || !b->refs) {
+            st_compact_job_free(b);
+            continue;
+        }
+        int r = 0;
+        if (j->next < j->n) {
+            more = 1;
+            if (!budget) {
+                continue;   /* next turn */
+            }
+            uint64_t before = j->o.pos;
+            r = cjob_copy(b, j, budget);
+            if (!r) {
+                cw_flush(&j->o);
+                r = j->o.err;
+            }
+            if (!r && j->o.pos != before) {
+                /* start writing each slice out now (without waiting), so
+                 * the sync at the commit finds little left to write; a
+                 * sync per slice would block the loop each turn */
+                st_vwriteback(j->o.f);
+            }
+            uint64_t done = j->o.pos - before;
+            budget = budget == UINT64_MAX ? budget : done >= budget ? 0 : budget - done;
+            if (r) {
+                st_compact_job_free(b);   /* the old file is untouched */
+            }
+            continue;
+        }
+        if (committed) {
+            more = 1;   /* next turn */
+            continue;
+        }
+        committed = 1;
+        r = cjob_finish_locked(b);
+        if (r == ST_EBUSY && b->cjob) {
+            /* sessions still hold expunged entries (their purge will
+             * come), or the lock is held elsewhere: try again at a later
+             * turn, without keeping the loop awake for it */
+            continue;
+        }
+        st_compact_job_free(b);
+    }
+    return more;
 }
 
 /* ---------------- quota ---------------- */

@@ -172,6 +172,8 @@ typedef struct stbox {
     uint32_t nown, capown;
     int      own_lost;      /* own[] could not grow: a failed commit cannot
                                say which messages to take back */
+    struct st_cjob *cjob;   /* a compaction copying across loop turns
+                               (compact.c), NULL if none */
 } stbox;
 
 struct st_store {
@@ -181,6 +183,9 @@ struct st_store {
     unsigned seq;           /* for unique temp file names */
     unsigned compact_permille; /* compact when reclaimable bytes pass this
                                   share of the mbox; 0 = only on demand */
+    uint64_t compact_slice; /* nonzero: an automatic compaction of an open
+                               mailbox copies this many bytes a
+                               st_store_compact_work() call; 0: all at once */
     uint64_t quota;         /* per-user limit in bytes; 0 = none */
     const st_append_watch *watch; /* shown every new message (may be NULL) */
     /* told about every repair (st_check reports them); may be NULL */
@@ -304,6 +309,7 @@ int  st_compact_recover_paths(st_store *s, const char *dir, st_file *mbox, const
 int  st_compact_clean(st_store *s, const char *log_path);
 char *st_compact_tmp(const char *log_path);   /* the new mbox, before rename */
 char *st_compact_newlog(const char *log_path);/* the new log, before rename */
+void st_compact_job_free(stbox *b);           /* drop b's job and its file */
 uint64_t st_box_reclaimable(const stbox *b);
 int  st_quota_check(stbox *b, uint64_t add);
 int  st_inbox_heal(st_store *s, const char *user);

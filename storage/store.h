@@ -202,10 +202,28 @@ int  st_copy(st_box *src, uint32_t idx, st_box *dst, uint32_t *newuid);
  * point. st_box_purge() and the last st_box_close() call
  * st_box_maybe_compact() themselves, so the core needs no extra call. */
 int  st_box_compact(st_box *b);
-/* Compact if the reclaimable bytes pass the store's ratio (and 16 KiB).
- * 1: compacted, 0: not needed or not possible now, <0: error (the mailbox
- * is whole either way). */
+/* Compact if the reclaimable bytes pass the store's ratio (and
+ * ST_COMPACT_MIN_DEAD, 1 MiB). 1: compacted, 0: not needed or not possible
+ * now, or (with a compact slice set and the mailbox open) a job started,
+ * <0: error (the mailbox is whole either way). */
 int  st_box_maybe_compact(st_box *b);
+/* Compactions this process has finished (diagnostics: the loop's slow-turn
+ * log). */
+extern unsigned long st_compactions;
+/* Incremental compaction. With a slice (bytes) set, an automatic
+ * compaction of a mailbox that is still open (st_box_purge) does not
+ * rewrite it at once: it starts a job that st_store_compact_work() advances
+ * (about `slice` bytes a call for all jobs together), without the lock (an mbox's indexed bytes
+ * do not change between compactions), and finishes like a whole compaction
+ * under the lock (messages that arrived meanwhile are copied then; those
+ * expunged after they were copied stay in the new file as dead bytes).
+ * 0 (the default) compacts inside the call. A server calls the work
+ * function once a loop turn, so no turn copies more than a slice. */
+void st_store_set_compact_slice(st_store *s, uint64_t slice);
+/* Copy one slice of the compaction jobs in progress, or commit one that
+ * is done. Returns 1 while a job has bytes to copy or a commit to do (call
+ * again soon), 0 otherwise (none, or one waiting for a purge). */
+int  st_store_compact_work(st_store *s);
 /* Automatic compaction threshold in thousandths of the mbox size
  * (config compact_ratio; 300 = 0.3). 0 (the default) = only on demand. */
 void st_store_set_compact_ratio(st_store *s, unsigned permille);

@@ -97,6 +97,11 @@ struct st_vfs {
     int  (*map)(st_file *f, uint64_t off, size_t n, size_t extra, void **out);
     /* Releases what map returned, given n + extra (NULL: free()). */
     void (*unmap)(const st_vfs *v, void *p, size_t n);
+    /* Optional (NULL: nothing): start writing the file's dirty pages to
+     * disk without waiting (Linux sync_file_range), so a later sync has
+     * less to wait for. Promises nothing about durability; the crash
+     * layer leaves it out for that reason. */
+    void (*writeback)(st_file *f);
 };
 
 /* Convenience wrappers (vfs_posix.c): dispatch through f->vfs. */
@@ -105,6 +110,7 @@ static inline long st_vpread(st_file *f, void *b, size_t n, uint64_t o) { return
 static inline int  st_vpwrite(st_file *f, const void *b, size_t n, uint64_t o) { return f->vfs->pwrite(f, b, n, o); }
 static inline int  st_vtruncate(st_file *f, uint64_t s) { return f->vfs->truncate(f, s); }
 static inline int  st_vsync(st_file *f) { return f->vfs->sync(f); }
+static inline void st_vwriteback(st_file *f) { if (f->vfs->writeback) { f->vfs->writeback(f); } }
 static inline int  st_vfstat(st_file *f, st_stat *st) { return f->vfs->fstat(f, st); }
 static inline int  st_vlock(st_file *f, int how, int wait) { return f->vfs->lock(f, how, wait); }
 

@@ -73,6 +73,13 @@ uint64_t port_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)(ts.tv_nsec / 1000000);
 }
 
+uint64_t port_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)(ts.tv_nsec / 1000);
+}
+
 int64_t port_time(int *tz_minutes)
 {
     time_t t = time(NULL);

@@ -20,6 +20,13 @@
 #   BENCH_DV_FSYNC=always  Dovecot syncs flag changes and expunges too (default optimized)
 #   BENCH_NICE=-10     run both servers and the load generator at this niceness
 #                      (the machine is shared: see the run-queue wait column)
+#   BENCH_WORKLOADS="persist/10 persist/100"  only these throughput runs
+#                      (and then no TLS round; default: all of them)
+#   BENCH_SERVERS="pico"  only these servers in the throughput runs (pico dvmd dvmb)
+#   BENCH_MEM=0        skip the idle-memory measurements
+#   BENCH_PICO_CONF="compact_ratio = 0.5"  extra lines for picoimapd's config
+#   BENCH_PICO_LOG=info  picoimapd's log_level (default warn; info shows its
+#                      slow loop turns, CONFIG_SLOW_TURN_MS, in pico.log)
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=$ROOT/tests/bench
@@ -183,9 +190,10 @@ NICE=${BENCH_NICE:-0}
     echo "store = $WORK/pistore"
     echo "passwd = $WORK/pico.passwd"
     echo "log = stderr"
-    echo "log_level = warn"
+    echo "log_level = ${BENCH_PICO_LOG:-warn}"
     echo "allow_plaintext = yes"
     [ -n "$PI_USERLINE" ] && echo "$PI_USERLINE"
+    [ -n "${BENCH_PICO_CONF:-}" ] && printf '%s\n' "$BENCH_PICO_CONF"
 } > pico.conf
 start_pico() {
     # setsid: a session (and so a scheduler autogroup) of its own, as the
@@ -343,24 +351,27 @@ run_mix() { # server workload clients round [label-server]
     awk -v l="$ls/$wl/$n/$r" -v c=$(( c1 - c0 )) -v hz="$HZ" '$1=="TOTAL"{printf "  %-22s %8.0f cmd/s  p50 %7.2f ms  p99 %7.2f ms  errors %s  server cpu %.1fs\n", l, $4, $5, $6, $3, c/hz}' \
         "$RES/mix-$s-$wl-$n-$r.txt" | tee -a "$RES/run.log" >&2
 }
-SERVERS="pico dvmd dvmb"
+SERVERS=${BENCH_SERVERS:-pico dvmd dvmb}
 WORKLOADS="persist/10 persist/100 session/10 session/100"
 [ "$QUICK" = 1 ] && WORKLOADS="persist/10 persist/100 session/10"
+[ -n "${BENCH_WORKLOADS:-}" ] && WORKLOADS=$BENCH_WORKLOADS
 for r in $(seq 1 "$ROUNDS"); do
     log "round $r of $ROUNDS"
     for w in $WORKLOADS; do
         # Rotate the order each round so no server always runs first.
         set -- $SERVERS
         order=$SERVERS
-        [ $((r % 3)) = 2 ] && order="$2 $3 $1"
-        [ $((r % 3)) = 0 ] && order="$3 $1 $2"
+        if [ $# = 3 ]; then
+            [ $((r % 3)) = 2 ] && order="$2 $3 $1"
+            [ $((r % 3)) = 0 ] && order="$3 $1 $2"
+        fi
         for s in $order; do run_mix "$s" "${w%/*}" "${w#*/}" "$r"; done
     done
 done
 
 # The persistent mix over TLS (implicit TLS: Dovecot's imaps, picoimapd's
 # listen_tls), one round, when picoimapd has TLS.
-if [ "$PI_TLS" = 1 ]; then
+if [ "$PI_TLS" = 1 ] && [ -z "${BENCH_WORKLOADS:-}" ]; then
     log "TLS round"
     run_mix pico-tls persist-tls 10 1 pico
     run_mix dv-tls persist-tls 10 1 dvmd
@@ -416,12 +427,15 @@ mem_run() { # server-label port-server conns [extra loadgen args]
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
     sleep 2   # let Dovecot reap its imap processes
 }
+[ "${BENCH_MEM:-1}" = 0 ] && IDLE_SET= && BIG_IDLE=0
 for n in $IDLE_SET; do
     mem_run pico pico "$n"
     mem_run dovecot dvmd "$n"
 done
-mem_run dovecot-tls dv-tls 100
-[ "$PI_TLS" = 1 ] && mem_run pico-tls pico-tls 100
+if [ "${BENCH_MEM:-1}" != 0 ]; then
+    mem_run dovecot-tls dv-tls 100
+    [ "$PI_TLS" = 1 ] && mem_run pico-tls pico-tls 100
+fi
 if [ "$BIG_IDLE" -gt 0 ]; then
     ACTIVE_WHILE_HOLD=1 mem_run pico pico "$BIG_IDLE" --src-ips 20
 fi

@@ -15,6 +15,10 @@ import sys
 import time
 
 res, top = sys.argv[1], sys.argv[2]
+# Only a full run (not quick, every workload, the memory runs) replaces the
+# tracked summary.md and bench.png; a partial one stays in its folder.
+PARTIAL = (os.environ.get("BENCH_QUICK") == "1" or bool(os.environ.get("BENCH_WORKLOADS"))
+           or os.environ.get("BENCH_MEM") == "0")
 NAMES = {"pico": "picoimapd", "dvmd": "Dovecot maildir", "dvmb": "Dovecot mbox"}
 
 
@@ -352,10 +356,10 @@ unset multiplot
 """ % (png, time.strftime("%Y-%m-%d"), tp, mm, cp)
     try:
         subprocess.run(["gnuplot"], input=gp, text=True, check=True, capture_output=True)
-        if os.environ.get("BENCH_QUICK") != "1":
+        if not PARTIAL:
             shutil.copy(png, os.path.join(top, "bench.png"))
     except (subprocess.CalledProcessError, OSError) as e:
         print("plot failed: %s" % getattr(e, "stderr", e), file=sys.stderr)
-# The tracked summary is the full bench's; a quick run stays in its folder.
-if os.environ.get("BENCH_QUICK") != "1":
+# The tracked summary is the full bench's; a partial run stays in its folder.
+if not PARTIAL:
     shutil.copy(os.path.join(res, "summary.md"), os.path.join(top, "summary.md"))
