@@ -1587,6 +1587,28 @@ static int box_checkpoint(stbox *b)
     return 0;
 }
 
+/* Expunge entry m: an EXPUNGE record, then the index. With `anyway` the
+ * index changes even if the record could not be written (a failed
+ * commit's take-back, which rewrites the log next). Lock held. */
+static int expunge_entry(stbox *b, st_msg *m, int anyway)
+{
+    st_box *bx = &b->pub;
+    uint64_t ms = bx->highestmodseq + 1;
+    uint8_t p[12];
+    st_put32(p, m->uid);
+    st_put64(p + 4, ms);
+    int r = st_log_add(b, REC_EXPUNGE, p, sizeof p);
+    if (!r || anyway) {
+        m->flags |= ST_F_EXPUNGED;
+        bx->nexpunged++;
+        m->modseq = ms;
+        bx->highestmodseq = ms;
+        b->dead_bytes += m->dlen;
+        bx->change++;
+    }
+    return r;
+}
+
 void st_own_add(stbox *b, uint32_t uid)
 {
     if (b->nown == b->capown) {
@@ -1620,18 +1642,7 @@ static void take_back(stbox *b)
         if (i < 0 || (bx->msg[i].flags & ST_F_EXPUNGED)) {
             continue;
         }
-        st_msg *m = &bx->msg[i];
-        uint64_t ms = bx->highestmodseq + 1;
-        uint8_t p[12];
-        st_put32(p, m->uid);
-        st_put64(p + 4, ms);
-        (void)st_log_add(b, REC_EXPUNGE, p, sizeof p);
-        m->flags |= ST_F_EXPUNGED;
-        bx->nexpunged++;
-        m->modseq = ms;
-        bx->highestmodseq = ms;
-        b->dead_bytes += m->dlen;
-        bx->change++;
+        (void)expunge_entry(b, &bx->msg[i], 1);
         any = 1;
     }
     b->nown = 0;
@@ -1814,7 +1825,6 @@ int st_set_flags(st_box *bx, uint32_t idx, uint8_t flags, uint64_t kw)
 int st_expunge(st_box *bx, uint32_t idx)
 {
     stbox *b = (stbox *)bx;
-    uint8_t p[12];
     int r;
     if (idx >= bx->count) {
         return ST_EINVAL;
@@ -1827,18 +1837,7 @@ int st_expunge(st_box *bx, uint32_t idx)
         st_box_unlock(b);
         return 0;
     }
-    uint64_t ms = bx->highestmodseq + 1;
-    st_put32(p, m->uid);
-    st_put64(p + 4, ms);
-    r = st_log_add(b, REC_EXPUNGE, p, sizeof p);
-    if (!r) {
-        m->flags |= ST_F_EXPUNGED;
-        bx->nexpunged++;
-        m->modseq = ms;
-        bx->highestmodseq = ms;
-        b->dead_bytes += m->dlen;
-        bx->change++;
-    }
+    r = expunge_entry(b, m, 0);
     st_box_unlock(b);
     return r;
 }

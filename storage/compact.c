@@ -381,21 +381,6 @@ static int cjob_start(stbox *b)
     return 0;
 }
 
-/* The index entry of uid, or NULL (purged). msg[] is in UID order. */
-static const st_msg *find_uid(const st_box *bx, uint32_t uid)
-{
-    uint32_t lo = 0, hi = bx->count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (bx->msg[mid].uid < uid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo < bx->count && bx->msg[lo].uid == uid ? &bx->msg[lo] : NULL;
-}
-
 /* Write message cm's header block (current flags and keywords). */
 static int cjob_header(stbox *b, st_cjob *j, cjob_msg *cm, const st_msg *m)
 {
@@ -440,7 +425,8 @@ static int cjob_copy(stbox *b, st_cjob *j, uint64_t budget)
     while (!r && j->next < j->n && budget) {
         cjob_msg *cm = &j->m[j->next];
         if (!j->hdr_done) {
-            const st_msg *m = find_uid(bx, cm->uid);
+            long at = st_box_find(bx, cm->uid);
+            const st_msg *m = at >= 0 ? &bx->msg[at] : NULL;
             if (!m || (m->flags & ST_F_EXPUNGED)) {
                 j->next++;   /* gone already: its bytes stay behind */
                 continue;
@@ -646,33 +632,12 @@ static int cjob_finish(stbox *b)
     return r;
 }
 
-/* Lock, check, finish. ST_EBUSY while sessions hold expunged entries. */
-static int cjob_finish_locked(stbox *b)
+/* Commit, lock, check, then finish the job (starting one first if there
+ * is none and `start`). ST_EBUSY while sessions hold expunged entries. */
+static int cjob_finish_locked(stbox *b, int start)
 {
     st_box *bx = &b->pub;
     int r;
-    if (holds_expunged(bx)) {
-        return ST_EBUSY; /* sessions still need those entries: purge first */
-    }
-    if ((r = st_box_commit(bx)) != 0) {
-        return r;
-    }
-    if ((r = st_box_lock(b)) != 0) {
-        return r;
-    }
-    /* catching up may have brought another process's expunges */
-    r = holds_expunged(bx) ? ST_EBUSY : cjob_finish(b);
-    st_box_unlock(b);
-    return r;
-}
-
-int st_box_compact(st_box *bx)
-{
-    stbox *b = (stbox *)bx;
-    int r;
-    if (bx->deleted) {
-        return ST_ENOENT;
-    }
     if (holds_expunged(bx)) {
         return ST_EBUSY; /* sessions still need those entries: purge first */
     }
@@ -687,13 +652,21 @@ int st_box_compact(st_box *bx)
     if (holds_expunged(bx)) {
         r = ST_EBUSY;
     } else {
-        r = b->cjob ? 0 : cjob_start(b);
+        r = b->cjob || !start ? 0 : cjob_start(b);
         if (!r) {
             r = cjob_finish(b);
         }
     }
     st_box_unlock(b);
     return r;
+}
+
+int st_box_compact(st_box *bx)
+{
+    if (bx->deleted) {
+        return ST_ENOENT;
+    }
+    return cjob_finish_locked((stbox *)bx, 1);
 }
 
 int st_box_maybe_compact(st_box *bx)
@@ -709,7 +682,7 @@ int st_box_maybe_compact(st_box *bx)
             st_compact_job_free(b);
             return 0;
         }
-        int r = cjob_finish_locked(b);
+        int r = cjob_finish_locked(b, 0);
         st_compact_job_free(b);
         return r ? r : 1;
     }
@@ -785,7 +758,7 @@ int st_store_compact_work(st_store *s)
             continue;
         }
         committed = 1;
-        r = cjob_finish_locked(b);
+        r = cjob_finish_locked(b, 0);
         if (r == ST_EBUSY && b->cjob) {
             /* sessions still hold expunged entries (their purge will
              * come), or the lock is held elsewhere: try again at a later
