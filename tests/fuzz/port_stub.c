@@ -61,6 +61,11 @@ __attribute__((weak)) uint64_t port_now_ms(void)
     return 1000;
 }
 
+__attribute__((weak)) uint64_t port_now_us(void)
+{
+    return 1000000;
+}
+
 __attribute__((weak)) int64_t port_time(int *tz_minutes)
 {
     if (tz_minutes) {
