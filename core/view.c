@@ -96,15 +96,7 @@ imap_sess *view_open(imap_conn *c, st_box *box, int readonly)
             st_box_set_recent(box, box->uidnext);
         }
     }
-    uint32_t lo = 0, hi = box->count, first = readonly ? box->recent_uid : s->recent_lo;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (box->msg[mid].uid < first) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
+    uint32_t lo = st_box_lower_bound(box, readonly ? box->recent_uid : s->recent_lo);
     for (uint32_t i = lo; i < box->count; i++) {
         if (box->nexpunged == 0) {
             /* every entry from lo on is live, and below recent_hi

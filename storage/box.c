@@ -68,18 +68,23 @@ int st_msg_push(st_box *bx, const st_msg *m)
     return 0;
 }
 
-long st_box_first_unseen(st_box *bx)
+uint32_t st_box_lower_bound(const st_box *bx, uint32_t uid)
 {
     uint32_t lo = 0, hi = bx->count;
-    while (lo < hi) { /* first entry with uid >= seen_below */
+    while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (bx->msg[mid].uid < bx->seen_below) {
+        if (bx->msg[mid].uid < uid) {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    for (uint32_t i = lo; i < bx->count; i++) {
+    return lo;
+}
+
+long st_box_first_unseen(st_box *bx)
+{
+    for (uint32_t i = st_box_lower_bound(bx, bx->seen_below); i < bx->count; i++) {
         if (!(bx->msg[i].flags & (ST_F_SEEN | ST_F_EXPUNGED))) {
             bx->seen_below = bx->msg[i].uid;
             return (long)i;
@@ -91,15 +96,7 @@ long st_box_first_unseen(st_box *bx)
 
 long st_box_find(const st_box *bx, uint32_t uid)
 {
-    uint32_t lo = 0, hi = bx->count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (bx->msg[mid].uid < uid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
+    uint32_t lo = st_box_lower_bound(bx, uid);
     return lo < bx->count && bx->msg[lo].uid == uid ? (long)lo : -1;
 }
 

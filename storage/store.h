@@ -165,6 +165,8 @@ void st_box_purge(st_box *b);
 int  st_box_set_recent(st_box *b, uint32_t uid);
 /* Index of a uid in msg[], or -1. */
 long st_box_find(const st_box *b, uint32_t uid);
+/* Index of the first entry whose UID is uid or more (count if none). */
+uint32_t st_box_lower_bound(const st_box *b, uint32_t uid);
 /* Index of the first live (not expunged) message without \Seen, or -1:
  * a SELECT's [UNSEEN] without reading the seen prefix of msg[]. Starts at
  * the seen_below hint (found by UID) and moves the hint to what it found. */

@@ -14,21 +14,17 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from dovecot import free_port  # noqa: E402  (tests/lib: one copy)
+
 BE = os.environ.get("PICOIMAPD_BE")
 LE = os.environ.get("PICOIMAPD_LE")
 pytestmark = pytest.mark.skipif(not (BE and LE), reason="PICOIMAPD_BE/PICOIMAPD_LE not set (tests/boards/endian.sh)")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Server:
