@@ -262,17 +262,21 @@ static int held(const imap_conn *c)
     if (c->cwait[0]) {
         return 1;
     }
-    for (unsigned i = 0; c->sess && i < g_srv->ngc; i++) {
+    if (!c->sess || !c->sess->box) {
+        return 0;
+    }
+    for (unsigned i = 0; i < g_srv->ngc; i++) {
         if (g_srv->gc[i] == c->sess->box) {
             return 1;
         }
     }
-    return 0;
+    /* its mailbox's commit is in flight */
+    return g_srv->nfl && st_box_commit_busy(c->sess->box);
 }
 
 void conn_flush(imap_conn *c)
 {
-    if (g_srv && g_srv->ngc && held(c)) {
+    if (g_srv && (g_srv->ngc || g_srv->nfl) && held(c)) {
         /* Changes made this turn to c's mailbox are not durable yet: what
          * c is told may not leave before the sync (a message a client was
          * told of and then lost in a power cut could see its UID reused).
@@ -465,10 +469,18 @@ static void turn_report(void)
 
 /* ---- input ---- */
 
+/* Whether c's mailbox has a commit in flight: its next command waits for
+ * the commit's end (gc_release), so that a change neither stops the loop
+ * to wait (st_box_lock) nor misses the group commit after it. */
+static int box_busy(const imap_conn *c)
+{
+    return g_srv->nfl && c->sess && c->sess->box && st_box_commit_busy(c->sess->box);
+}
+
 static int can_process(const imap_conn *c)
 {
     return !c->closing && !c->cont && !c->wake_at && !out_full(c) && !c->starttls && !c->tls_hs &&
-           !c->compress_pending && !c->cwait[0];
+           !c->compress_pending && !c->cwait[0] && !box_busy(c);
 }
 
 static void process(imap_conn *c)
@@ -714,49 +726,65 @@ int conn_commit(imap_conn *c, st_box *box, const char *what)
     return 0;
 }
 
-/* The end of a loop turn: sync each mailbox changed in it once, give the
- * waiting commands their tagged replies, run what they pipelined (which
- * may change mailboxes again: a few more rounds), then let all the output
- * of the turn go. */
-static void group_commit(void)
+struct gc_flight {
+    st_box  *box;
+    unsigned round;   /* the group that waits for it */
+    int      done, rc;
+};
+
+/* The store's word that a commit in flight ended (it may come from inside
+ * a command, when a change had to wait for the commit: only note it). */
+static void on_commit(void *ctx, st_box *box, int rc)
 {
-    imap_server *sv = g_srv;
-    int any = 0;
-    uint64_t t0 = CONFIG_SLOW_TURN_MS && sv->ngc ? port_now_us() : 0;
-    for (int round = 0; round < 8 && sv->ngc; round++) {
-        any = 1;
-        st_box **list = sv->gc;
-        unsigned n = sv->ngc;
-        turn_stat.gc_boxes += n;
-        turn_stat.gc_rounds++;
-        unsigned this_round = sv->gc_round++;
-        sv->gc = NULL;
-        sv->ngc = sv->gccap = 0;
-        int rcs[64];
-        int *rc = n <= 64 ? rcs : malloc(n * sizeof *rc);
-        for (unsigned i = 0; i < n; i++) {
-            int r = st_box_commit(list[i]);
-            if (rc) {
-                rc[i] = r;
-            }
+    imap_server *sv = ctx;
+    for (unsigned i = 0; i < sv->nfl; i++) {
+        if (sv->fl[i].box == box && !sv->fl[i].done) {
+            sv->fl[i].done = 1;
+            sv->fl[i].rc = rc;
         }
-        unsigned waited = 0;
-        imap_conn *c = sv->conns;
-        while (c) {
-            imap_conn *nx = c->next;
-            if (!c->cwait[0] || c->cwait_round != this_round) {
-                c = nx;
+    }
+}
+
+void imap_on_wake(void)
+{
+    g_srv->wake = 1;
+}
+
+/* Commits that ended, for gc_release. */
+typedef struct gc_end {
+    st_box  *box;
+    unsigned round;
+    int      rc;
+} gc_end;
+
+/* Each command that waited for commits among the n that ended, and for
+ * nothing else, gets its tagged reply, and its connection runs what it
+ * pipelined; sessions that only waited for their mailbox's commit to end
+ * (can_process) run theirs. One pass over the connections for all. */
+static unsigned gc_release(const gc_end *e, unsigned n)
+{
+    unsigned released = 0;
+    imap_conn *c = g_srv->conns;
+    while (c) {
+        imap_conn *nx = c->next;
+        int hit = 0;
+        for (unsigned i = 0; i < n && c->cwait[0]; i++) {
+            if (c->cwait_round != e[i].round || (c->cwait[0] != e[i].box && c->cwait[1] != e[i].box)) {
                 continue;
             }
-            int err = rc ? 0 : ST_ENOMEM;
-            for (unsigned k = 0; k < 2 && rc; k++) {
-                for (unsigned i = 0; c->cwait[k] && i < n; i++) {
-                    if (list[i] == c->cwait[k] && rc[i] < 0 && !err) {
-                        err = rc[i];
-                    }
-                }
+            hit = 1;
+            if (c->cwait[0] == e[i].box) {
+                c->cwait[0] = c->cwait[1];
             }
-            c->cwait[0] = c->cwait[1] = NULL;
+            c->cwait[1] = NULL;
+            if (e[i].rc < 0 && !c->cwait_err) {
+                c->cwait_err = e[i].rc;
+            }
+        }
+        if (hit && !c->cwait[0]) {
+            int err = c->cwait_err;
+            c->cwait_err = 0;
+            released++;
             if (err) {
                 /* The held reply said OK; the change is not durable. */
                 const char *t = c->cwait_out.p ? c->cwait_out.p : "*";
@@ -775,28 +803,59 @@ static void group_commit(void)
                 out_write(c, c->cwait_out.p, c->cwait_out.len);
             }
             dbuf_free(&c->cwait_out);
-            waited++;
+        } else if (!hit && !c->cwait[0] && c->sess && c->sess->box && c->in.len) {
+            for (unsigned i = 0; i < n && !hit; i++) {
+                hit = c->sess->box == e[i].box;
+            }
+        }
+        if (hit && !c->cwait[0]) {
             pump(c);   /* held: its pipelined commands run now */
             conn_update(c);   /* reads again (may free c) */
-            c = nx;
         }
-        log_debug("group commit: %u mailbox%s synced for %u command%s", n, n == 1 ? "" : "es", waited,
-                  waited == 1 ? "" : "s");
-        for (unsigned i = 0; i < n; i++) {
-            st_box_close(list[i]);
+        c = nx;
+    }
+    return released;
+}
+
+/* Collect the commits in flight that ended, and release their groups.
+ * Returns 1 if any ended. */
+static int gc_progress(void)
+{
+    imap_server *sv = g_srv;
+    if (!sv->nfl && !sv->wake) {
+        return 0;
+    }
+    sv->wake = 0;
+    st_store_sync_reap(sv->store, 0);
+    gc_end e[32];
+    unsigned n = 0;
+    for (unsigned i = 0; i < sv->nfl && n < 32;) {
+        if (!sv->fl[i].done) {
+            i++;
+            continue;
         }
-        if (rc != rcs) {
-            free(rc);
-        }
-        free(list);
+        e[n++] = (gc_end){sv->fl[i].box, sv->fl[i].round, sv->fl[i].rc};
+        sv->fl[i] = sv->fl[--sv->nfl];
     }
-    if (t0) {
-        turn_stat.gc_us += port_now_us() - t0;
+    if (!n) {
+        return 0;
     }
-    if (!any || sv->ngc) {
-        return;
+    unsigned k = gc_release(e, n);
+    log_debug("group commit: %u mailbox%s synced for %u command%s", n, n == 1 ? "" : "es", k, k == 1 ? "" : "s");
+    for (unsigned i = 0; i < n; i++) {
+        st_box_close(e[i].box);
     }
-    imap_conn *c = sv->conns;
+    if (sv->nfl) {
+        sv->wake = 1; /* more than 32 ended: the rest next time */
+    }
+    return 1;
+}
+
+/* Let all the output held for commits go (the connections still held
+ * keep theirs). */
+static void flush_all(void)
+{
+    imap_conn *c = g_srv->conns;
     while (c) {
         imap_conn *nx = c->next;
         if (c->out.head || c->zoff < c->zout.len || c->closing || c->cont) {
@@ -805,6 +864,98 @@ static void group_commit(void)
             conn_update(c);
         }
         c = nx;
+    }
+}
+
+/* The end of a loop turn: start one sync of each mailbox changed in it,
+ * and give the commands that waited for a commit that ended their tagged
+ * replies (now, when the vfs cannot sync without waiting; otherwise in a
+ * later turn, when the sync comes back: gc_progress), run what they
+ * pipelined (which may change mailboxes again: a few more rounds), then
+ * let the output go. Until a mailbox's commit ends, the sessions on it
+ * keep their output (held()) and any change to it waits for the commit
+ * (st_box_lock); sessions on other mailboxes go on. */
+static void group_commit(void)
+{
+    imap_server *sv = g_srv;
+    uint64_t t0 = CONFIG_SLOW_TURN_MS && (sv->ngc || sv->nfl) ? port_now_us() : 0;
+    int any = gc_progress();
+    for (int round = 0; round < 8 && sv->ngc; round++) {
+        any = 1;
+        st_box **list = sv->gc;
+        unsigned n = sv->ngc;
+        turn_stat.gc_boxes += n;
+        turn_stat.gc_rounds++;
+        unsigned this_round = sv->gc_round++;
+        sv->gc = NULL;
+        sv->ngc = sv->gccap = 0;
+        /* room for every record first, so a commit that is started can
+         * always be followed (without it, they are synced here) */
+        int room = 1;
+        if (sv->nfl + n > sv->flcap) {
+            unsigned cap = 2 * (sv->nfl + n);
+            struct gc_flight *nf = realloc(sv->fl, cap * sizeof *nf);
+            if (nf) {
+                sv->fl = nf;
+                sv->flcap = cap;
+            } else {
+                room = 0;
+            }
+        }
+        int rcs[64];
+        int *rc = n <= 64 ? rcs : malloc(n * sizeof *rc);
+        for (unsigned i = 0; i < n; i++) {
+            int r = room ? st_box_commit_start(list[i]) : st_box_commit(list[i]);
+            if (r == 1) {
+                /* in flight: the reference goes with the record */
+                sv->fl[sv->nfl++] = (struct gc_flight){list[i], this_round, 0, 0};
+            }
+            if (rc) {
+                rc[i] = r;
+            }
+        }
+        gc_end es[64];
+        gc_end *e = n <= 64 ? es : malloc(n * sizeof *e);
+        unsigned ne = 0;
+        for (unsigned i = 0; i < n && e; i++) {
+            int r = rc ? rc[i] : ST_ENOMEM;
+            if (r != 1) {
+                e[ne++] = (gc_end){list[i], this_round, r};
+            }
+        }
+        if (!e) {
+            /* no memory even for this: one pass each */
+            for (unsigned i = 0; i < n; i++) {
+                gc_end one = {list[i], this_round, rc ? rc[i] : ST_ENOMEM};
+                if (one.rc != 1) {
+                    gc_release(&one, 1);
+                }
+            }
+        } else if (ne) {
+            unsigned k = gc_release(e, ne);
+            log_debug("group commit: %u mailbox%s synced for %u command%s", ne, ne == 1 ? "" : "es", k,
+                      k == 1 ? "" : "s");
+        }
+        for (unsigned i = 0; i < n; i++) {
+            if (!rc || rc[i] != 1) {
+                st_box_close(list[i]);
+            }
+        }
+        if (e != es) {
+            free(e);
+        }
+        if (rc != rcs) {
+            free(rc);
+        }
+        free(list);
+    }
+    /* a command run above may have waited for a commit in flight */
+    any |= gc_progress();
+    if (t0) {
+        turn_stat.gc_us += port_now_us() - t0;
+    }
+    if (any && !sv->ngc) {
+        flush_all();
     }
 }
 
@@ -1123,9 +1274,19 @@ int imap_server_run(imap_cfg *cfg)
     st_store_set_compact_slice(srv.store, (uint64_t)CONFIG_COMPACT_SLICE_KB * 1024);
     /* new messages are parsed as they arrive (mime.c, issue 4) */
     mime_watch_appends(srv.store);
+    /* commits' syncs in flight while the loop goes on, where the store's
+     * vfs can start them and the port can wake the loop when they end */
+    int sfd = st_store_sync_fd(srv.store);
+    if (sfd >= 0 && port_watch_fd(sfd) == 0) {
+        st_store_set_async(srv.store, 1, on_commit, &srv);
+    }
     while (port_poll(turn_end()) == 0) {
     }
     group_commit();
+    while (srv.nfl) {
+        st_store_sync_reap(srv.store, 1);
+        gc_progress();
+    }
     log_info("shutting down");
     srv.stopping = 1;
     while (srv.conns) {

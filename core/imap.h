@@ -129,6 +129,7 @@ typedef struct imap_conn {
     st_box     *cwait[2];           /* mailboxes it waits for */
     const char *cwait_what;         /* command name, for a NO */
     unsigned    cwait_round;        /* group it belongs to */
+    int         cwait_err;          /* a commit it waited for failed */
     dbuf        cwait_out;          /* the held tagged reply */
 } imap_conn;
 
@@ -144,6 +145,12 @@ typedef struct imap_server {
     st_box    **gc;
     unsigned    ngc, gccap;
     unsigned    gc_round;
+    /* Commits whose syncs are in flight (st_box_commit_start): the group
+     * (gc_round) waiting for each, and its result once it ended; each
+     * holds a reference. */
+    struct gc_flight *fl;
+    unsigned    nfl, flcap;
+    int         wake;              /* the store's sync descriptor fired */
 } imap_server;
 
 extern imap_server *g_srv;

@@ -72,6 +72,12 @@ int port_peer_is_loopback(port_conn *c);
  * (SIGTERM/SIGINT), 0 otherwise. */
 int port_poll(int timeout_ms);
 
+/* Wake the loop when fd becomes readable: port_poll then calls
+ * imap_on_wake() (the store's descriptor for syncs in flight; the core
+ * reads what woke it). Returns 0, or -1 when the port cannot watch a
+ * descriptor (the core then does without). */
+int port_watch_fd(int fd);
+
 /* Monotonic milliseconds, for timers. */
 uint64_t port_now_ms(void);
 /* Monotonic microseconds, for measuring loop turns. */
@@ -101,6 +107,9 @@ void *imap_on_accept(port_conn *c, int kind);
 
 /* Events for a connection whose context is ctx. */
 void imap_on_event(void *ctx, int events);
+
+/* A descriptor given to port_watch_fd became readable. */
+void imap_on_wake(void);
 
 /* Set the core context of a connection (used by the port at accept time). */
 void port_set_ctx(port_conn *c, void *ctx);

@@ -1180,10 +1180,16 @@ static int box_sync(stbox *b, int depth)
 
 /* ---------------- locking ---------------- */
 
+static void box_drain(stbox *b);
+
 int st_box_lock(stbox *b)
 {
     const st_vfs *v = b->s->vfs;
     int r;
+    if (b->cphase) {
+        box_drain(b); /* the commit in flight holds the lock; no change
+                         may be made before it ends */
+    }
     if (b->pub.deleted) {
         return ST_ENOENT;
     }
@@ -1303,6 +1309,7 @@ void st_mark_gone(st_store *s, const char *user, const char *name)
 
 static void box_destroy(stbox *b)
 {
+    box_drain(b); /* its descriptors are in the sync in flight */
     free(b->own);
     st_compact_job_free(b);
     st_meta_free(b->meta);
@@ -1465,7 +1472,7 @@ static void keep_closed(stbox *b)
 int st_box_dirty(const st_box *bx)
 {
     const stbox *b = (const stbox *)bx;
-    return b->dirty_log || b->dirty_mbox;
+    return b->dirty_log || b->dirty_mbox || b->cphase;
 }
 
 void st_box_ref(st_box *bx)
@@ -1670,33 +1677,13 @@ int st_box_checkpoint(st_box *bx)
     return r;
 }
 
-int st_box_commit(st_box *bx)
+/* The end of every commit: r is what its syncs returned. Called with the
+ * lock held; releases it. */
+static int commit_end(stbox *b, int r)
 {
-    stbox *b = (stbox *)bx;
-    int r;
-    if (!b->dirty_log && !b->dirty_mbox) {
-        return 0;
-    }
-    if (b->pub.deleted) {
-        return ST_ENOENT;
-    }
-    if ((r = st_box_lock(b)) != 0) {
-        return r;
-    }
-    /* The mbox first: the MARK vouches for every byte the log points to,
-     * including other processes' (every path that indexes new mbox bytes,
-     * ours or an outside writer's, sets dirty_mbox). A flag change or an
-     * expunge alone leaves the mbox as it was synced: one fsync, not two. */
-    r = b->dirty_mbox ? st_vsync(b->mbox) : 0;
-    if (!r) {
-        r = st_log_add(b, REC_MARK, NULL, 0);
-    }
-    if (!r) {
-        r = st_vsync(b->log);
-    }
     if (!r) {
         b->dirty_log = b->dirty_mbox = 0;
-        uint64_t est = snapshot_estimate(bx);
+        uint64_t est = snapshot_estimate(&b->pub);
         if (b->log_end > st_ckpt_min &&
             (b->log_end > 2 * est || b->log_end - b->ckpt_size > b->ckpt_size / ST_CKPT_TAIL_DIV)) {
             /* checkpoint: replay stays short. Twice what a fresh log would
@@ -1724,6 +1711,138 @@ int st_box_commit(st_box *bx)
     }
     st_box_unlock(b);
     return r;
+}
+
+/* Sync f for b's commit, which then is in phase ph: 1 when the sync was
+ * started and is in flight (async: the vfs can, and the caller may wait
+ * for it through st_store_sync_reap), else 0 with its result in *rc. */
+static int commit_sync(stbox *b, st_file *f, int ph, int async, int *rc)
+{
+    const st_vfs *v = b->s->vfs;
+    if (async && v->sync_start && v->sync_start(f, b) == 0) {
+        b->cphase = ph;
+        return 1;
+    }
+    *rc = st_vsync(f);
+    return 0;
+}
+
+/* Run b's commit on from the end of phase ph's sync (ST_CP_NONE: from its
+ * start), whose result was r. The mbox first: the MARK vouches for every
+ * byte the log points to, including other processes' (every path that
+ * indexes new mbox bytes, ours or an outside writer's, sets dirty_mbox). A
+ * flag change or an expunge alone leaves the mbox as it was synced: one
+ * fsync, not two. Returns 1 while a sync is in flight, else the result. */
+static int commit_run(stbox *b, int ph, int r, int async)
+{
+    for (;;) {
+        if (!r && ph == ST_CP_NONE && b->dirty_mbox) {
+            if (commit_sync(b, b->mbox, ST_CP_MBOX, async, &r)) {
+                return 1;
+            }
+            ph = ST_CP_MBOX;
+        } else if (!r && ph != ST_CP_LOG) {
+            r = st_log_add(b, REC_MARK, NULL, 0);
+            if (!r && commit_sync(b, b->log, ST_CP_LOG, async, &r)) {
+                return 1;
+            }
+            ph = ST_CP_LOG;
+        } else {
+            return commit_end(b, r);
+        }
+    }
+}
+
+/* The vfs's word that a sync begun by commit_sync ended. */
+static void sync_done(void *ctx, void *tag, int rc)
+{
+    (void)ctx;
+    stbox *b = tag;
+    int ph = b->cphase;
+    b->cphase = ST_CP_NONE;
+    int r = commit_run(b, ph, rc, 1);
+    if (r != 1) {
+        b->s->inflight--;
+        if (b->s->on_commit) {
+            b->s->on_commit(b->s->on_commit_ctx, &b->pub, r);
+        }
+    }
+}
+
+/* Wait for b's commit in flight, if any, to end. */
+static void box_drain(stbox *b)
+{
+    const st_vfs *v = b->s->vfs;
+    while (b->cphase) {
+        v->sync_reap(v, 1, sync_done, NULL);
+    }
+}
+
+int st_box_commit(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    int r;
+    box_drain(b);
+    if (!b->dirty_log && !b->dirty_mbox) {
+        return 0;
+    }
+    if (b->pub.deleted) {
+        return ST_ENOENT;
+    }
+    if ((r = st_box_lock(b)) != 0) {
+        return r;
+    }
+    return commit_run(b, ST_CP_NONE, 0, 0);
+}
+
+int st_box_commit_start(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    int r;
+    if (b->cphase) {
+        return 1; /* nothing changed since it began (st_box_lock drains) */
+    }
+    if (!b->dirty_log && !b->dirty_mbox) {
+        return 0;
+    }
+    if (b->pub.deleted) {
+        return ST_ENOENT;
+    }
+    if ((r = st_box_lock(b)) != 0) {
+        return r;
+    }
+    r = commit_run(b, ST_CP_NONE, 0, b->s->async);
+    if (r == 1) {
+        b->s->inflight++;
+    }
+    return r;
+}
+
+int st_box_commit_busy(const st_box *bx)
+{
+    return ((const stbox *)bx)->cphase != ST_CP_NONE;
+}
+
+void st_store_set_async(st_store *s, int on, void (*cb)(void *ctx, st_box *b, int rc), void *ctx)
+{
+    s->async = on && s->vfs->sync_start && s->vfs->sync_reap;
+    s->on_commit = cb;
+    s->on_commit_ctx = ctx;
+}
+
+int st_store_sync_fd(st_store *s)
+{
+    return s->vfs->sync_fd ? s->vfs->sync_fd(s->vfs) : -1;
+}
+
+int st_store_sync_reap(st_store *s, int wait)
+{
+    /* even with nothing in flight: the reap also clears a wakeup that
+     * came after a wait for a commit (box_drain) had reaped its sync */
+    if (!s->vfs->sync_reap) {
+        return 0;
+    }
+    return s->vfs->sync_reap(s->vfs, wait && s->inflight, sync_done, NULL);
 }
 
 /* The core's purge point: every session has been told about the expunged

@@ -174,6 +174,10 @@ typedef struct stbox {
                                say which messages to take back */
     struct st_cjob *cjob;   /* a compaction copying across loop turns
                                (compact.c), NULL if none */
+    /* A commit begun by st_box_commit_start whose syncs are in flight
+     * (ST_CP_*): the lock stays held and nothing may change the mailbox
+     * until it ends (st_box_lock waits for it: box_drain). */
+    int      cphase;
 } stbox;
 
 struct st_store {
@@ -192,7 +196,17 @@ struct st_store {
     void (*note)(void *ctx, const char *user, const char *box, const char *what);
     void *note_ctx;
     uint64_t close_seq;     /* last stbox.closed_seq handed out */
+    int      async;         /* st_box_commit_start may leave syncs in flight */
+    unsigned inflight;      /* commits with syncs in flight */
+    /* told when a commit begun by st_box_commit_start ends */
+    void (*on_commit)(void *ctx, st_box *b, int rc);
+    void *on_commit_ctx;
 };
+
+/* stbox.cphase */
+#define ST_CP_NONE 0
+#define ST_CP_MBOX 1   /* the mbox's sync is in flight; the MARK follows */
+#define ST_CP_LOG  2   /* the MARK is written; the log's sync is in flight */
 
 /* util.c */
 uint32_t st_crc32(uint32_t crc, const void *p, size_t n);

@@ -145,6 +145,28 @@ int  st_box_refresh(st_box *b);
  * them) and a reopen does not show them, while their UIDs stay used. Flag
  * changes and expunges of the failed commit stay pending for the next. */
 int  st_box_commit(st_box *b);
+/* The same without waiting for the disk, where the vfs can start syncs
+ * (vfs.h sync_start) and st_store_set_async allowed it: 1 when syncs are
+ * in flight (the store's on_commit callback gets the result when the
+ * commit ends; until then the lock stays held, st_box_dirty says 1, and
+ * anything that changes the mailbox first waits for the commit to end),
+ * 0 when everything is durable already, <0 when the commit failed (as
+ * st_box_commit). Called while one is in flight: 1 (it covers every
+ * change, since none could be made during it). */
+int  st_box_commit_start(st_box *b);
+/* 1 while a commit begun by st_box_commit_start has syncs in flight. */
+int  st_box_commit_busy(const st_box *b);
+/* Let st_box_commit_start leave syncs in flight (on=1; only if the vfs
+ * can), and name who hears when such a commit ends (in st_store_sync_reap
+ * or wherever the store had to wait for one): cb(ctx, box, rc), rc 0 or
+ * the error of st_box_commit. The callback must not call into the store. */
+void st_store_set_async(st_store *s, int on, void (*cb)(void *ctx, st_box *b, int rc), void *ctx);
+/* A descriptor that becomes readable when a sync in flight ends (for the
+ * server's poll loop), or -1. */
+int  st_store_sync_fd(st_store *s);
+/* Run on the commits whose syncs ended (wait=1: block for one if any is
+ * in flight). Returns how many syncs ended. */
+int  st_store_sync_reap(st_store *s, int wait);
 /* Open for a SELECT: a checkpoint block mapped in place (version 3, with
  * its maxima) may be handed over before its pass over every entry, which
  * then runs at the first lock or st_box_verify. Only the counts a SELECT

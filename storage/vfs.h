@@ -102,6 +102,18 @@ struct st_vfs {
      * less to wait for. Promises nothing about durability; the crash
      * layer leaves it out for that reason. */
     void (*writeback)(st_file *f);
+    /* Optional (NULL: the store calls sync and waits), the three together.
+     * sync_start begins a sync of f and returns at once: 0 when started,
+     * <0 when not (the caller then syncs the usual way). Its result comes
+     * back later through sync_reap, with `tag`; f stays open until then.
+     * A write made after sync_start may or may not be covered by it.
+     * sync_reap calls done(ctx, tag, rc) for every finished one (wait=1:
+     * blocks until one finishes, if any is in flight) and returns how many.
+     * sync_fd is a descriptor that becomes readable when one finishes, for
+     * the server's poll loop (-1: none; then reap must be called). */
+    int  (*sync_start)(st_file *f, void *tag);
+    int  (*sync_reap)(const st_vfs *v, int wait, void (*done)(void *ctx, void *tag, int rc), void *ctx);
+    int  (*sync_fd)(const st_vfs *v);
 };
 
 /* Convenience wrappers (vfs_posix.c): dispatch through f->vfs. */
@@ -122,6 +134,20 @@ int st_vread_full(st_file *f, void *buf, size_t n, uint64_t off);
  * mapped it, which may outlive f. */
 int  st_vmap(st_file *f, uint64_t off, size_t n, size_t extra, void **out);
 void st_vunmap(const st_vfs *v, void *p, size_t n);
+
+/* Started syncs for layers (fault, crash) that have no real ones: start
+ * only queues the file, and the reap syncs it through the file's own
+ * table, so the store's commits in flight go through the layer's failures
+ * and power cuts like any other sync, and anything the store wrongly does
+ * between the start and the end (a MARK before the mbox is synced) is
+ * still unsynced when the power goes. */
+#define ST_VDEFER_MAX 64
+typedef struct st_vdefer {
+    unsigned n;
+    struct { void *tag; st_file *f; } q[ST_VDEFER_MAX];
+} st_vdefer;
+int st_vdefer_start(st_vdefer *d, st_file *f, void *tag);
+int st_vdefer_reap(st_vdefer *d, void (*done)(void *ctx, void *tag, int rc), void *ctx);
 
 /* The process-wide posix table and its counters. */
 const st_vfs *st_vfs_posix(void);

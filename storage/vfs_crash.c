@@ -43,6 +43,7 @@ typedef struct cvfs {
     st_crash *c;
     node *nodes;
     uint32_t rng;
+    st_vdefer defer;    /* syncs "in flight": done at their start */
 } cvfs;
 
 typedef struct cfile {
@@ -376,6 +377,17 @@ static int c_sync_dir(const st_vfs *v, const char *path)
     return W(v)->base->sync_dir(W(v)->base, path);
 }
 
+static int c_sync_start(st_file *fl, void *tag)
+{
+    return st_vdefer_start(&W(fl->vfs)->defer, fl, tag);
+}
+
+static int c_sync_reap(const st_vfs *v, int wait, void (*done)(void *, void *, int), void *ctx)
+{
+    (void)wait;
+    return st_vdefer_reap(&W(v)->defer, done, ctx);
+}
+
 st_vfs *st_vfs_crash(const st_vfs *base, st_crash *c)
 {
     cvfs *w = calloc(1, sizeof *w);
@@ -390,6 +402,7 @@ st_vfs *st_vfs_crash(const st_vfs *base, st_crash *c)
         .truncate = c_truncate, .sync = c_sync, .fstat = c_fstat, .lock = c_lock,
         .stat = c_stat, .rename = c_rename, .remove = c_remove, .mkdir = c_mkdir,
         .rmdir = c_rmdir, .list = c_list, .sync_dir = c_sync_dir,
+        .sync_start = c_sync_start, .sync_reap = c_sync_reap,
     };
     return &w->v;
 }

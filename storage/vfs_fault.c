@@ -18,6 +18,7 @@ typedef struct ffile {
 typedef struct fvfs {
     st_vfs v;
     const st_vfs *base;
+    st_vdefer defer;
 } fvfs;
 
 /* Count a call; nonzero: fail it with that code. */
@@ -158,6 +159,17 @@ static int f_sync_dir(const st_vfs *v, const char *path)
     return r ? r : base_of(v)->sync_dir(base_of(v), path);
 }
 
+static int f_sync_start(st_file *fl, void *tag)
+{
+    return st_vdefer_start(&((fvfs *)fl->vfs)->defer, fl, tag);
+}
+
+static int f_sync_reap(const st_vfs *v, int wait, void (*done)(void *, void *, int), void *ctx)
+{
+    (void)wait;
+    return st_vdefer_reap(&((fvfs *)v)->defer, done, ctx);
+}
+
 st_vfs *st_vfs_fault(const st_vfs *base, st_fault *f)
 {
     fvfs *w = calloc(1, sizeof *w);
@@ -171,6 +183,7 @@ st_vfs *st_vfs_fault(const st_vfs *base, st_fault *f)
         .truncate = f_truncate, .sync = f_sync, .fstat = f_fstat, .lock = f_lock,
         .stat = f_stat, .rename = f_rename, .remove = f_remove, .mkdir = f_mkdir,
         .rmdir = f_rmdir, .list = f_list, .sync_dir = f_sync_dir,
+        .sync_start = f_sync_start, .sync_reap = f_sync_reap,
     };
     return &w->v;
 }

@@ -57,6 +57,31 @@ int st_vread_full(st_file *f, void *buf, size_t n, uint64_t off)
     return (size_t)r == n ? 0 : ST_EIO;
 }
 
+int st_vdefer_start(st_vdefer *d, st_file *f, void *tag)
+{
+    if (d->n == ST_VDEFER_MAX) {
+        return ST_EBUSY;
+    }
+    d->q[d->n].tag = tag;
+    d->q[d->n].f = f;
+    d->n++;
+    return 0;
+}
+
+int st_vdefer_reap(st_vdefer *d, void (*done)(void *ctx, void *tag, int rc), void *ctx)
+{
+    int n = 0;
+    while (d->n) {
+        void *tag = d->q[0].tag;
+        int rc = st_vsync(d->q[0].f);
+        d->n--;
+        memmove(d->q, d->q + 1, d->n * sizeof d->q[0]);
+        n++;
+        done(ctx, tag, rc); /* may start another */
+    }
+    return n;
+}
+
 int st_vmap(st_file *f, uint64_t off, size_t n, size_t extra, void **out)
 {
     if (f->vfs->map) {
@@ -242,6 +267,154 @@ static void p_writeback(st_file *f)
 #endif
 }
 
+#if CONFIG_POSIX_IO_URING && defined(__linux__)
+/* Syncs started without waiting: one io_uring (raw system calls, no
+ * liburing) whose only operation is IORING_OP_FSYNC with DATASYNC, the
+ * same fdatasync as p_sync, done by the kernel's workers while the loop
+ * goes on. Completions signal an eventfd the server polls. Set up at the
+ * first use; if the kernel refuses (io_uring_disabled, seccomp, an old
+ * kernel), sync_start fails and the store syncs the usual way. */
+#include <linux/io_uring.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+
+#define UR_ENTRIES 64
+
+static struct {
+    int tried, fd, efd;
+    unsigned sq_entries, inflight;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+} ur = {0, -1, -1, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+
+static int ur_enter(unsigned submit, unsigned wait, unsigned flags)
+{
+    return (int)syscall(__NR_io_uring_enter, ur.fd, submit, wait, flags, NULL, 0);
+}
+
+static int ur_setup(void)
+{
+    if (ur.tried) {
+        return ur.efd >= 0 ? 0 : -1;
+    }
+    ur.tried = 1;
+    struct io_uring_params prm;
+    memset(&prm, 0, sizeof prm);
+    int fd = (int)syscall(__NR_io_uring_setup, UR_ENTRIES, &prm);
+    if (fd < 0) {
+        return -1;
+    }
+    size_t sqsz = prm.sq_off.array + prm.sq_entries * sizeof(unsigned);
+    size_t cqsz = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
+    int single = (prm.features & IORING_FEAT_SINGLE_MMAP) != 0;
+    if (single && cqsz > sqsz) {
+        sqsz = cqsz;
+    }
+    uint8_t *sq = mmap(NULL, sqsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+    uint8_t *cq = single ? sq
+                         : mmap(NULL, cqsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
+    void *sqes = mmap(NULL, prm.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED || efd < 0 ||
+        syscall(__NR_io_uring_register, fd, IORING_REGISTER_EVENTFD, &efd, 1) < 0) {
+        /* the maps go with the process; nothing else holds them */
+        if (efd >= 0) {
+            close(efd);
+        }
+        close(fd);
+        return -1;
+    }
+    ur.fd = fd;
+    ur.efd = efd;
+    ur.sq_entries = prm.sq_entries;
+    ur.sq_head = (unsigned *)(sq + prm.sq_off.head);
+    ur.sq_tail = (unsigned *)(sq + prm.sq_off.tail);
+    ur.sq_mask = (unsigned *)(sq + prm.sq_off.ring_mask);
+    ur.sq_array = (unsigned *)(sq + prm.sq_off.array);
+    ur.cq_head = (unsigned *)(cq + prm.cq_off.head);
+    ur.cq_tail = (unsigned *)(cq + prm.cq_off.tail);
+    ur.cq_mask = (unsigned *)(cq + prm.cq_off.ring_mask);
+    ur.cqes = (struct io_uring_cqe *)(cq + prm.cq_off.cqes);
+    ur.sqes = sqes;
+    return 0;
+}
+
+static int p_sync_start(st_file *f, void *tag)
+{
+    /* at most sq_entries in flight: the completion ring (twice that)
+     * can never overflow */
+    if (ur_setup() < 0 || ur.inflight >= ur.sq_entries) {
+        return ST_EBUSY;
+    }
+    unsigned tail = *ur.sq_tail;
+    unsigned idx = tail & *ur.sq_mask;
+    struct io_uring_sqe *e = &ur.sqes[idx];
+    memset(e, 0, sizeof *e);
+    e->opcode = IORING_OP_FSYNC;
+    e->fd = ((pfile *)f)->fd;
+    e->fsync_flags = IORING_FSYNC_DATASYNC;
+    e->user_data = (uint64_t)(uintptr_t)tag;
+    ur.sq_array[idx] = idx;
+    __atomic_store_n(ur.sq_tail, tail + 1, __ATOMIC_RELEASE);
+    int r;
+    do {
+        r = ur_enter(1, 0, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r != 1) {
+        /* not consumed (the kernel takes entries only inside enter, and
+         * we have no SQPOLL thread): take it back, sync the usual way */
+        if (__atomic_load_n(ur.sq_head, __ATOMIC_ACQUIRE) == tail) {
+            __atomic_store_n(ur.sq_tail, tail, __ATOMIC_RELEASE);
+        }
+        return ST_EBUSY;
+    }
+    ur.inflight++;
+    posix_cnt.syncs++;
+    return 0;
+}
+
+static int p_sync_reap(const st_vfs *v, int wait, void (*done)(void *ctx, void *tag, int rc), void *ctx)
+{
+    (void)v;
+    if (ur.efd < 0) {
+        return 0;
+    }
+    if (wait && ur.inflight && __atomic_load_n(ur.cq_tail, __ATOMIC_ACQUIRE) == *ur.cq_head) {
+        while (ur_enter(0, 1, IORING_ENTER_GETEVENTS) < 0 && errno == EINTR) {
+        }
+    }
+    /* clear the wakeup before looking, so a completion that lands after
+     * the look signals again */
+    uint64_t cnt;
+    ssize_t rd = read(ur.efd, &cnt, sizeof cnt);
+    (void)rd;
+    int n = 0;
+    for (;;) {
+        unsigned head = *ur.cq_head;
+        if (head == __atomic_load_n(ur.cq_tail, __ATOMIC_ACQUIRE)) {
+            break;
+        }
+        struct io_uring_cqe *e = &ur.cqes[head & *ur.cq_mask];
+        void *tag = (void *)(uintptr_t)e->user_data;
+        int rc = e->res < 0 ? st_errno_code(-e->res) : 0;
+        __atomic_store_n(ur.cq_head, head + 1, __ATOMIC_RELEASE);
+        ur.inflight--;
+        n++;
+        done(ctx, tag, rc);   /* may start the next sync */
+    }
+    return n;
+}
+
+static int p_sync_fd(const st_vfs *v)
+{
+    (void)v;
+    return ur_setup() < 0 ? -1 : ur.efd;
+}
+#endif
+
 static void fill_stat(const struct stat *s, st_stat *st)
 {
     st->size = (uint64_t)s->st_size;
@@ -404,6 +577,11 @@ static const st_vfs posix_vfs = {
     .sync_dir = p_sync_dir,
     .map = p_map,
     .unmap = p_unmap,
+#if CONFIG_POSIX_IO_URING && defined(__linux__)
+    .sync_start = p_sync_start,
+    .sync_reap = p_sync_reap,
+    .sync_fd = p_sync_fd,
+#endif
 };
 
 const st_vfs *st_vfs_posix(void)

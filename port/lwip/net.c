@@ -526,6 +526,12 @@ static void flush_output(void)
     }
 }
 
+int port_watch_fd(int fd)
+{
+    (void)fd;
+    return -1; /* lwIP's loop polls its netif, not descriptors */
+}
+
 int port_poll(int timeout_ms)
 {
     if (stop_flag) {

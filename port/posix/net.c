@@ -432,6 +432,18 @@ int port_peer_is_loopback(port_conn *c)
 }
 
 #if CONFIG_POSIX_EPOLL
+/* data.u64 of a watched descriptor (listeners are 1..8) */
+#define WAKE_TAG 100
+
+int port_watch_fd(int fd)
+{
+    struct epoll_event e;
+    memset(&e, 0, sizeof e);
+    e.events = EPOLLIN;
+    e.data.u64 = WAKE_TAG;
+    return epoll_ctl(ep_fd(), EPOLL_CTL_ADD, fd, &e) < 0 ? -1 : 0;
+}
+
 int port_poll(int timeout_ms)
 {
     struct epoll_event evs[256];
@@ -443,6 +455,10 @@ int port_poll(int timeout_ms)
         uint32_t re = evs[i].events;
         if (evs[i].data.u64 >= 1 && evs[i].data.u64 <= nlisteners) {
             accept_all(listeners[evs[i].data.u64 - 1]);
+            continue;
+        }
+        if (evs[i].data.u64 == WAKE_TAG) {
+            imap_on_wake();
             continue;
         }
         port_conn *c = evs[i].data.ptr;
@@ -465,6 +481,12 @@ int port_poll(int timeout_ms)
     return stop_flag ? -1 : 0;
 }
 #else
+int port_watch_fd(int fd)
+{
+    (void)fd;
+    return -1; /* only the epoll loop watches other descriptors */
+}
+
 int port_poll(int timeout_ms)
 {
     static struct pollfd *pfd;

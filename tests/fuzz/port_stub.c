@@ -61,6 +61,12 @@ __attribute__((weak)) uint64_t port_now_ms(void)
     return 1000;
 }
 
+__attribute__((weak)) int port_watch_fd(int fd)
+{
+    (void)fd;
+    return -1;
+}
+
 __attribute__((weak)) uint64_t port_now_us(void)
 {
     return 1000000;

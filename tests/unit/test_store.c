@@ -929,6 +929,186 @@ static void test_failed_commit_takes_back(void)
     }
 }
 
+/* Commits whose syncs are in flight (st_box_commit_start). */
+typedef struct { int calls, rc; st_box *box; } commit_seen;
+
+static void seen_commit(void *ctx, st_box *b, int rc)
+{
+    commit_seen *cs = ctx;
+    cs->calls++;
+    cs->rc = rc;
+    cs->box = b;
+}
+
+/* put_msg without the commit. */
+static uint32_t add_msg(st_box *b, const char *data, size_t len)
+{
+    st_append *a;
+    uint32_t uid = 0;
+    if (st_append_begin(b, 1700000000, 60, 0, 0, len, &a)) {
+        return 0;
+    }
+    if (st_append_data(a, data, len)) {
+        st_append_abort(a);
+        return 0;
+    }
+    return st_append_end(a, &uid) ? 0 : uid;
+}
+
+/* Reap until the callback came (or nothing is in flight any more). */
+static void wait_commit(st_store *s, st_box *b, commit_seen *cs, int calls)
+{
+    for (int i = 0; i < 1000 && cs->calls < calls && st_box_commit_busy(b); i++) {
+        st_store_sync_reap(s, 1);
+    }
+}
+
+static void test_async_commit_on(const st_vfs *v, const char *name, int expect_async)
+{
+    st_store *s;
+    st_box *b;
+    commit_seen cs = {0, 0, NULL};
+    CHECK_EQ_INT(st_store_open(&s, root, v), 0);
+    st_store_set_async(s, 1, seen_commit, &cs);
+    CHECK_EQ_INT(st_user_ensure(s, "ac"), 0);
+    CHECK_EQ_INT(st_mailbox_create(s, "ac", name), 0);
+    CHECK_EQ_INT(st_box_open(s, "ac", name, &b), 0);
+    uint32_t u1 = add_msg(b, "Subject: one\r\n\r\none\r\n", 21);
+    CHECK(u1 > 0);
+    int r = st_box_commit_start(b);
+    CHECK_EQ_INT(r, expect_async ? 1 : 0);
+    if (r == 1) {
+        /* in flight: still dirty, and a second start joins it */
+        CHECK(st_box_commit_busy(b));
+        CHECK(st_box_dirty(b));
+        CHECK_EQ_INT(st_box_commit_start(b), 1);
+        wait_commit(s, b, &cs, 1);
+        CHECK_EQ_INT(cs.calls, 1);
+        CHECK_EQ_INT(cs.rc, 0);
+        CHECK(cs.box == b);
+    }
+    CHECK(!st_box_commit_busy(b));
+    CHECK(!st_box_dirty(b));
+    /* a change made while a commit is in flight waits for it first */
+    CHECK_EQ_INT(st_set_flags(b, 0, ST_F_SEEN, 0), 0);
+    uint32_t u2 = add_msg(b, "Subject: two\r\n\r\ntwo\r\n", 21);
+    CHECK(u2 == u1 + 1);
+    r = st_box_commit_start(b);
+    CHECK_EQ_INT(r, expect_async ? 1 : 0);
+    int before = cs.calls;
+    CHECK_EQ_INT(st_set_flags(b, 1, ST_F_FLAGGED, 0), 0);
+    CHECK(!st_box_commit_busy(b));
+    CHECK_EQ_INT(cs.calls, before + (r == 1));
+    CHECK(st_box_dirty(b)); /* the new flag: not durable yet */
+    /* and the synchronous commit waits for one in flight too */
+    r = st_box_commit_start(b);
+    CHECK_EQ_INT(r, expect_async ? 1 : 0);
+    before = cs.calls;
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    CHECK_EQ_INT(cs.calls, before + (r == 1));
+    CHECK(!st_box_dirty(b));
+    st_box_close(b);
+    st_store_close(s);
+    /* from the files alone: both messages, both flags */
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    st_keep_closed_max = 0;
+    CHECK_EQ_INT(st_box_open(s, "ac", name, &b), 0);
+    CHECK_EQ_INT(b->count, 2);
+    if (b->count == 2) {
+        CHECK(b->msg[0].uid == u1 && b->msg[0].flags == ST_F_SEEN);
+        CHECK(b->msg[1].uid == u2 && b->msg[1].flags == ST_F_FLAGGED);
+        CHECK(same_msg(b, 1, "Subject: two\r\n\r\ntwo\r\n", 21, 7));
+    }
+    st_box_close(b);
+    st_store_close(s);
+    st_keep_closed_max = ST_KEEP_CLOSED_MAX;
+}
+
+/* A commit in flight whose sync fails (the mbox's, then the log's): the
+ * callback hears the error and the append is taken back, as with
+ * st_box_commit; the store stays usable. */
+static void test_async_commit_fails(void)
+{
+    for (int t = 0; t < 2; t++) {
+        char name[32];
+        snprintf(name, sizeof name, "AsyncFail%d", t);
+        st_fault fl;
+        memset(&fl, 0, sizeof fl);
+        st_vfs *v = st_vfs_fault(st_vfs_posix(), &fl);
+        st_store *s;
+        st_box *b;
+        commit_seen cs = {0, 0, NULL};
+        CHECK_EQ_INT(st_store_open(&s, root, v), 0);
+        st_store_set_async(s, 1, seen_commit, &cs);
+        CHECK_EQ_INT(st_user_ensure(s, "ac"), 0);
+        CHECK_EQ_INT(st_mailbox_create(s, "ac", name), 0);
+        CHECK_EQ_INT(st_box_open(s, "ac", name, &b), 0);
+        uint32_t u1 = put_msg(b, "Subject: kept\r\n\r\nkept\r\n", 23, 0, 0, 64);
+        CHECK_EQ_INT(st_box_commit(b), 0);
+        uint32_t u2 = add_msg(b, "Subject: gone\r\n\r\ngone!\r\n", 24);
+        CHECK(u2 > u1);
+        fl.kind = ST_FK_SYNC;
+        fl.fail_at = fl.calls[ST_FK_SYNC] + (uint64_t)t + 1;
+        CHECK_EQ_INT(st_box_commit_start(b), 1);
+        wait_commit(s, b, &cs, 1);
+        CHECK(fl.fired);
+        CHECK_EQ_INT(cs.calls, 1);
+        CHECK(cs.rc < 0);
+        CHECK(!st_box_commit_busy(b));
+        CHECK_EQ_INT(b->count, 2);
+        CHECK(b->msg[1].uid == u2 && (b->msg[1].flags & ST_F_EXPUNGED));
+        fl.fail_at = 0;
+        uint32_t u3 = add_msg(b, "Subject: after\r\n\r\nafter\r\n", 25);
+        CHECK(u3 > u2);
+        CHECK_EQ_INT(st_box_commit_start(b), 1);
+        wait_commit(s, b, &cs, 2);
+        CHECK_EQ_INT(cs.calls, 2);
+        CHECK_EQ_INT(cs.rc, 0);
+        st_box_close(b);
+        st_store_close(s);
+        st_vfs_layer_free(v);
+        CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+        st_keep_closed_max = 0;
+        CHECK_EQ_INT(st_box_open(s, "ac", name, &b), 0);
+        CHECK_EQ_INT(b->count, 2);
+        if (b->count == 2) {
+            CHECK(b->msg[0].uid == u1);
+            CHECK(b->msg[1].uid == u3);
+        }
+        st_box_close(b);
+        st_store_close(s);
+        st_keep_closed_max = ST_KEEP_CLOSED_MAX;
+    }
+}
+
+static void test_async_commit(void)
+{
+    const st_vfs *p = st_vfs_posix();
+    /* the real thing, where the kernel lets us start syncs */
+    int can = 0;
+    if (p->sync_fd) {
+        can = p->sync_fd(p) >= 0;
+    }
+    if (!can) {
+        fprintf(stderr, "test_store: no io_uring here; the posix async path is not tested\n");
+    }
+    test_async_commit_on(p, "AsyncPosix", can);
+    /* a vfs that cannot: the same, synchronously */
+    static st_vfs plain;
+    plain = *p;
+    plain.sync_start = NULL;
+    plain.sync_reap = NULL;
+    plain.sync_fd = NULL;
+    test_async_commit_on(&plain, "AsyncPlain", 0);
+    /* a layer's deferred syncs */
+    st_fault fl;
+    memset(&fl, 0, sizeof fl);
+    st_vfs *v = st_vfs_fault(p, &fl);
+    test_async_commit_on(v, "AsyncLayer", 1);
+    st_vfs_layer_free(v);
+    test_async_commit_fails();
+}
+
 int main(void)
 {
     snprintf(root, sizeof root, "/tmp/test_store.XXXXXX");
@@ -945,6 +1125,7 @@ int main(void)
     test_recovery();
     test_rewrite_in_place();
     test_failed_commit_takes_back();
+    test_async_commit();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (unit_fail == 0 && system(cmd) != 0) {
