@@ -1279,6 +1279,9 @@ int imap_server_run(imap_cfg *cfg)
     int sfd = st_store_sync_fd(srv.store);
     if (sfd >= 0 && port_watch_fd(sfd) == 0) {
         st_store_set_async(srv.store, 1, on_commit, &srv);
+        log_info("commits: syncs in flight while the loop goes on (io_uring)");
+    } else {
+        log_info("commits: the loop waits for each group commit's syncs");
     }
     while (port_poll(turn_end()) == 0) {
     }

@@ -154,3 +154,65 @@ def test_other_sessions_hear_of_a_change_no_earlier_than_its_owner(server):
     assert g and g[0][1] >= 1, g
     idler.send("DONE\r\n")
     idler.read_until_tagged(t)
+
+
+def test_commits_in_flight_keep_order_and_everything(server):
+    """With io_uring the syncs of a commit are in flight while the loop
+    serves other sessions; a session whose mailbox's commit is in flight
+    waits before its next command. Pipelined changes from two sessions on
+    one mailbox and one on another all answer OK in order, an IDLE watcher
+    hears of the new message, and after a restart everything is there."""
+    log = server.log_text(tail=10 ** 9)
+    if "commits: syncs in flight" not in log:
+        assert "commits: the loop waits" in log, "the server says how it commits"
+    c = server.imap("demo")
+    c.create("Other")
+    for i in range(4):
+        c.append("INBOX", None, None, make_message("in flight %d" % i))
+        c.append("Other", None, None, make_message("other %d" % i))
+    c.logout()
+    watcher = server.raw("demo")
+    watcher.cmd_ok("SELECT INBOX")
+    watcher.send("w1 IDLE\r\n")
+    assert watcher.read_response().kind == "cont"
+    a, b, o = server.raw("demo"), server.raw("demo"), server.raw("demo")
+    a.cmd_ok("SELECT INBOX")
+    b.cmd_ok("SELECT INBOX")
+    o.cmd_ok("SELECT Other")
+    m = make_message("appended while others stored")
+    lines_a = [b"a0 APPEND INBOX {%d+}\r\n" % len(m) + m + b"\r\n"]
+    lines_b, lines_o = [], []
+    for k in range(1, 11):
+        lines_a.append(b"a%d STORE %d %sFLAGS (\\Flagged)\r\n" % (k, 1 + k % 4, b"+" if k % 2 else b"-"))
+        lines_b.append(b"b%d STORE %d +FLAGS (\\Seen)\r\nb%dx FETCH 1:* (FLAGS)\r\n" % (k, 1 + k % 4, k))
+        lines_o.append(b"o%d STORE %d +FLAGS (\\Answered)\r\no%dx NOOP\r\n" % (k, 1 + k % 4, k))
+    a.send(b"".join(lines_a))
+    b.send(b"".join(lines_b))
+    o.send(b"".join(lines_o))
+    for r, tags in ((a, ["a%d" % k for k in range(11)]),
+                    (b, [t for k in range(1, 11) for t in ("b%d" % k, "b%dx" % k)]),
+                    (o, [t for k in range(1, 11) for t in ("o%d" % k, "o%dx" % k)])):
+        for t in tags:
+            u, tagged = r.read_until_tagged(t)
+            assert tagged.name == "OK", tagged.line
+            assert tagged.tag == t
+    while True:
+        x = watcher.read_response()
+        if x.kind == "untagged" and x.name == "EXISTS" and x.num == 5:
+            break
+    watcher.send("DONE\r\n")
+    watcher.read_until_tagged("w1")
+    server.restart()
+    c = server.imap("demo")
+    c.select("INBOX")
+    got = c.fetch_dict("1:*", "(FLAGS)")
+    assert len(got) == 5
+    for i in range(1, 5):
+        assert "\\Seen" in got[i]["FLAGS"], (i, got[i])
+    # the last STORE of each message: k = 10 (msg 3, -), 9 (msg 2, +),
+    # 8 (msg 1, -), 7 (msg 4, +)
+    assert "\\Flagged" not in got[3]["FLAGS"] and "\\Flagged" in got[2]["FLAGS"]
+    assert "\\Flagged" not in got[1]["FLAGS"] and "\\Flagged" in got[4]["FLAGS"]
+    c.select("Other")
+    got = c.fetch_dict("1:*", "(FLAGS)")
+    assert all("\\Answered" in v["FLAGS"] for v in got.values()) and len(got) == 4
