@@ -271,7 +271,7 @@ static int held(const imap_conn *c)
         }
     }
     /* its mailbox's commit is in flight */
-    return g_srv->nfl && st_box_commit_busy(c->sess->box);
+    return CONFIG_COMMIT_ASYNC && g_srv->nfl && st_box_commit_busy(c->sess->box);
 }
 
 void conn_flush(imap_conn *c)
@@ -425,9 +425,14 @@ static void turn_begin(void)
     turn_stat.compactions = st_compactions;
 }
 
+#if CONFIG_SLOW_TURN_MS == 0
 static void turn_report(void)
 {
-    if (!CONFIG_SLOW_TURN_MS || !turn_stat.start_us) {
+}
+#else
+static void turn_report(void)
+{
+    if (!turn_stat.start_us) {
         return;
     }
     static uint64_t last_log_ms;
@@ -466,6 +471,7 @@ static void turn_report(void)
              unlogged ? " more not logged" : "");
     unlogged = 0;
 }
+#endif
 
 /* ---- input ---- */
 
@@ -474,7 +480,7 @@ static void turn_report(void)
  * to wait (st_box_lock) nor misses the group commit after it. */
 static int box_busy(const imap_conn *c)
 {
-    return g_srv->nfl && c->sess && c->sess->box && st_box_commit_busy(c->sess->box);
+    return CONFIG_COMMIT_ASYNC && g_srv->nfl && c->sess && c->sess->box && st_box_commit_busy(c->sess->box);
 }
 
 static int can_process(const imap_conn *c)
@@ -822,7 +828,7 @@ static unsigned gc_release(const gc_end *e, unsigned n)
 static int gc_progress(void)
 {
     imap_server *sv = g_srv;
-    if (!sv->nfl && !sv->wake) {
+    if (!CONFIG_COMMIT_ASYNC || (!sv->nfl && !sv->wake)) {
         return 0;
     }
     sv->wake = 0;
@@ -1276,7 +1282,7 @@ int imap_server_run(imap_cfg *cfg)
     mime_watch_appends(srv.store);
     /* commits' syncs in flight while the loop goes on, where the store's
      * vfs can start them and the port can wake the loop when they end */
-    int sfd = st_store_sync_fd(srv.store);
+    int sfd = CONFIG_COMMIT_ASYNC ? st_store_sync_fd(srv.store) : -1;
     if (sfd >= 0 && port_watch_fd(sfd) == 0) {
         st_store_set_async(srv.store, 1, on_commit, &srv);
         log_info("commits: syncs in flight while the loop goes on (io_uring)");

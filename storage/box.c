@@ -1719,7 +1719,7 @@ static int commit_end(stbox *b, int r)
 static int commit_sync(stbox *b, st_file *f, int ph, int async, int *rc)
 {
     const st_vfs *v = b->s->vfs;
-    if (async && v->sync_start && v->sync_start(f, b) == 0) {
+    if (CONFIG_COMMIT_ASYNC && async && v->sync_start && v->sync_start(f, b) == 0) {
         b->cphase = ph;
         return 1;
     }
@@ -1773,7 +1773,7 @@ static void sync_done(void *ctx, void *tag, int rc)
 static void box_drain(stbox *b)
 {
     const st_vfs *v = b->s->vfs;
-    while (b->cphase) {
+    while (CONFIG_COMMIT_ASYNC && b->cphase) {
         v->sync_reap(v, 1, sync_done, NULL);
     }
 }
@@ -1799,6 +1799,9 @@ int st_box_commit_start(st_box *bx)
 {
     stbox *b = (stbox *)bx;
     int r;
+    if (!CONFIG_COMMIT_ASYNC) {
+        return st_box_commit(bx);
+    }
     if (b->cphase) {
         return 1; /* nothing changed since it began (st_box_lock drains) */
     }
@@ -1825,7 +1828,7 @@ int st_box_commit_busy(const st_box *bx)
 
 void st_store_set_async(st_store *s, int on, void (*cb)(void *ctx, st_box *b, int rc), void *ctx)
 {
-    s->async = on && s->vfs->sync_start && s->vfs->sync_reap;
+    s->async = CONFIG_COMMIT_ASYNC && on && s->vfs->sync_start && s->vfs->sync_reap;
     s->on_commit = cb;
     s->on_commit_ctx = ctx;
 }
@@ -1839,7 +1842,7 @@ int st_store_sync_reap(st_store *s, int wait)
 {
     /* even with nothing in flight: the reap also clears a wakeup that
      * came after a wait for a commit (box_drain) had reaped its sync */
-    if (!s->vfs->sync_reap) {
+    if (!CONFIG_COMMIT_ASYNC || !s->vfs->sync_reap) {
         return 0;
     }
     return s->vfs->sync_reap(s->vfs, wait && s->inflight, sync_done, NULL);

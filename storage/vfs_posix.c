@@ -267,7 +267,18 @@ static void p_writeback(st_file *f)
 #endif
 }
 
-#if CONFIG_POSIX_IO_URING && defined(__linux__)
+/* The kernel's io_uring header: cross toolchains whose libc headers lack
+ * it (the boards' musl) build without syncs in flight. */
+#if CONFIG_POSIX_IO_URING && defined(__linux__) && defined(__has_include)
+#if __has_include(<linux/io_uring.h>)
+#define ST_IO_URING 1
+#endif
+#endif
+#ifndef ST_IO_URING
+#define ST_IO_URING 0
+#endif
+
+#if ST_IO_URING
 /* Syncs started without waiting: one io_uring (raw system calls, no
  * liburing) whose only operation is IORING_OP_FSYNC with DATASYNC, the
  * same fdatasync as p_sync, done by the kernel's workers while the loop
@@ -577,7 +588,7 @@ static const st_vfs posix_vfs = {
     .sync_dir = p_sync_dir,
     .map = p_map,
     .unmap = p_unmap,
-#if CONFIG_POSIX_IO_URING && defined(__linux__)
+#if ST_IO_URING
     .sync_start = p_sync_start,
     .sync_reap = p_sync_reap,
     .sync_fd = p_sync_fd,
