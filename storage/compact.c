@@ -638,6 +638,9 @@ static int cjob_finish_locked(stbox *b, int start)
 {
     st_box *bx = &b->pub;
     int r;
+    if (!b->refs) {
+        st_box_purge_only(bx);   /* closed: no session holds an index */
+    }
     if (holds_expunged(bx)) {
         return ST_EBUSY; /* sessions still need those entries: purge first */
     }
@@ -649,6 +652,9 @@ static int cjob_finish_locked(stbox *b, int start)
     }
     /* catching up may have brought another process's expunges; a job in
      * progress is finished here rather than started again */
+    if (!b->refs) {
+        st_box_purge_only(bx);
+    }
     if (holds_expunged(bx)) {
         r = ST_EBUSY;
     } else {
@@ -669,15 +675,43 @@ int st_box_compact(st_box *bx)
     return cjob_finish_locked((stbox *)bx, 1);
 }
 
+/* Jobs going on after their mailbox's last close, other than b's. */
+static unsigned closed_jobs(const stbox *b)
+{
+    unsigned n = 0;
+    for (const stbox *k = b->s->boxes; k; k = k->next) {
+        n += k != b && k->cjob && !k->refs;
+    }
+    return n;
+}
+
+/* At b's last close: may its compaction go on in slices on the kept
+ * index (st_store_compact_work) rather than inside this call? Only if the
+ * index will be kept (st_box_close: not gone, nothing left unsynced, and
+ * closed mailboxes are kept at all), jobs may go on after a close at all
+ * (closed_ok), and fewer than st_compact_closed_jobs others do. The LOGOUT that closes a busy INBOX past the threshold would
+ * otherwise copy and sync all of it in one loop turn, every client
+ * waiting (tests/bench/README.md, session churn). */
+static int closed_ok(const stbox *b)
+{
+    return b->s->compact_slice && st_keep_closed_max && st_compact_closed_jobs && !b->pub.deleted &&
+           !b->dirty_log && !b->dirty_mbox;
+}
+
+static int go_on_closed(const stbox *b)
+{
+    return closed_ok(b) && closed_jobs(b) < st_compact_closed_jobs;
+}
+
 int st_box_maybe_compact(st_box *bx)
 {
     stbox *b = (stbox *)bx;
     unsigned pm = b->s->compact_permille;
     if (b->cjob) {
-        if (b->refs) {
+        if (b->refs || go_on_closed(b)) {
             return 0;   /* in progress: st_store_compact_work() */
         }
-        /* the last close: nobody will call the work function for it */
+        /* the last close, and the job cannot go on: finish it now */
         if (bx->deleted) {
             st_compact_job_free(b);
             return 0;
@@ -693,7 +727,12 @@ int st_box_maybe_compact(st_box *bx)
     if (dead < st_compact_min_dead || dead * 1000 < b->mbox_end * pm) {
         return 0;
     }
-    if (b->s->compact_slice && b->refs) {
+    if (!b->refs && closed_ok(b) && !go_on_closed(b)) {
+        /* as many jobs as allowed go on after their close: a later close
+         * (or purge) starts this one, when they have ended */
+        return 0;
+    }
+    if (b->s->compact_slice && (b->refs || go_on_closed(b))) {
         /* sessions are waiting on this loop: copy in slices (work below);
          * the job starts under the lock like any compaction */
         int r = st_box_lock(b);
@@ -718,13 +757,16 @@ int st_store_compact_work(st_store *s)
      * server with a hundred busy mailboxes must not copy a hundred slices
      * in one turn), and at most one commit (several syncs). */
     uint64_t budget = s->compact_slice ? s->compact_slice : UINT64_MAX;
-    int more = 0, committed = 0;
+    int more = 0, committed = 0, trim = 0;
     for (stbox *b = s->boxes; b; b = b->next) {
         st_cjob *j = b->cjob;
         if (!j) {
             continue;
         }
-        if (b->pub.deleted || !b->refs) {
+        /* a closed mailbox's job (go_on_closed) goes on like an open
+         * one's; its end lets the kept index go like any other (trim) */
+        trim |= !b->refs;
+        if (b->pub.deleted) {
             st_compact_job_free(b);
             continue;
         }
@@ -766,6 +808,10 @@ int st_store_compact_work(st_store *s)
             continue;
         }
         st_compact_job_free(b);
+    }
+    if (trim) {
+        /* after the loop: it may free mailboxes whose job just ended */
+        st_keep_trim(s);
     }
     return more;
 }
