@@ -1406,7 +1406,6 @@ int st_box_open(st_store *s, const char *user, const char *name, st_box **out)
 
 unsigned st_keep_closed_max = ST_KEEP_CLOSED_MAX;
 uint64_t st_keep_closed_bytes = ST_KEEP_CLOSED_BYTES;
-unsigned st_compact_closed_jobs = ST_COMPACT_CLOSED_JOBS;
 
 /* Memory a kept mailbox holds (its index and keyword names). */
 static uint64_t box_mem(const stbox *b)

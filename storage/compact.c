@@ -675,32 +675,30 @@ int st_box_compact(st_box *bx)
     return cjob_finish_locked((stbox *)bx, 1);
 }
 
-/* Jobs going on after their mailbox's last close, other than b's. */
-static unsigned closed_jobs(const stbox *b)
+unsigned st_compact_jobs_max = ST_COMPACT_JOBS;
+
+/* Compaction jobs in progress in s, open mailboxes and closed ones. */
+static unsigned jobs(const st_store *s)
 {
     unsigned n = 0;
-    for (const stbox *k = b->s->boxes; k; k = k->next) {
-        n += k != b && k->cjob && !k->refs;
+    for (const stbox *k = s->boxes; k; k = k->next) {
+        n += k->cjob != NULL;
     }
     return n;
 }
 
-/* At b's last close: may its compaction go on in slices on the kept
- * index (st_store_compact_work) rather than inside this call? Only if the
- * index will be kept (st_box_close: not gone, nothing left unsynced, and
- * closed mailboxes are kept at all), jobs may go on after a close at all
- * (closed_ok), and fewer than st_compact_closed_jobs others do. The LOGOUT that closes a busy INBOX past the threshold would
- * otherwise copy and sync all of it in one loop turn, every client
- * waiting (tests/bench/README.md, session churn). */
-static int closed_ok(const stbox *b)
+/* With a slice set, does b's compaction go (or go on) in slices across
+ * loop turns rather than at once inside this call? While it is open, yes.
+ * At its last close too, if its index will be kept (st_box_close: not
+ * gone, nothing left unsynced, closed mailboxes kept at all): the job goes
+ * on on the kept index, which st_keep_trim leaves alone until it ends. The
+ * LOGOUT that closes a busy INBOX past the threshold, or in mid-job, would
+ * otherwise copy and sync the rest of it in one loop turn with every
+ * client waiting (tests/bench/README.md, session churn). */
+static int sliced(const stbox *b)
 {
-    return b->s->compact_slice && st_keep_closed_max && st_compact_closed_jobs && !b->pub.deleted &&
-           !b->dirty_log && !b->dirty_mbox;
-}
-
-static int go_on_closed(const stbox *b)
-{
-    return closed_ok(b) && closed_jobs(b) < st_compact_closed_jobs;
+    return b->s->compact_slice &&
+           (b->refs || (st_keep_closed_max && !b->pub.deleted && !b->dirty_log && !b->dirty_mbox));
 }
 
 int st_box_maybe_compact(st_box *bx)
@@ -708,10 +706,10 @@ int st_box_maybe_compact(st_box *bx)
     stbox *b = (stbox *)bx;
     unsigned pm = b->s->compact_permille;
     if (b->cjob) {
-        if (b->refs || go_on_closed(b)) {
+        if (sliced(b)) {
             return 0;   /* in progress: st_store_compact_work() */
         }
-        /* the last close, and the job cannot go on: finish it now */
+        /* the last close, and the index goes: finish the job now */
         if (bx->deleted) {
             st_compact_job_free(b);
             return 0;
@@ -727,12 +725,12 @@ int st_box_maybe_compact(st_box *bx)
     if (dead < st_compact_min_dead || dead * 1000 < b->mbox_end * pm) {
         return 0;
     }
-    if (!b->refs && closed_ok(b) && !go_on_closed(b)) {
-        /* as many jobs as allowed go on after their close: a later close
-         * (or purge) starts this one, when they have ended */
-        return 0;
-    }
-    if (b->s->compact_slice && (b->refs || go_on_closed(b))) {
+    if (sliced(b)) {
+        if (jobs(b->s) >= st_compact_jobs_max) {
+            /* as many as allowed are copying (one slice a turn in all
+             * anyway): a later purge or close starts this one */
+            return 0;
+        }
         /* sessions are waiting on this loop: copy in slices (work below);
          * the job starts under the lock like any compaction */
         int r = st_box_lock(b);
@@ -763,8 +761,8 @@ int st_store_compact_work(st_store *s)
         if (!j) {
             continue;
         }
-        /* a closed mailbox's job (go_on_closed) goes on like an open
-         * one's; its end lets the kept index go like any other (trim) */
+        /* a closed mailbox's job (sliced) goes on like an open one's;
+         * its end lets the kept index go like any other (trim) */
         trim |= !b->refs;
         if (b->pub.deleted) {
             st_compact_job_free(b);

@@ -65,11 +65,11 @@
  * the least recently closed go. 0 mailboxes: free at the last close. */
 #define ST_KEEP_CLOSED_MAX   ((unsigned)CONFIG_KEEP_CLOSED_BOXES)
 #define ST_KEEP_CLOSED_BYTES ((uint64_t)CONFIG_KEEP_CLOSED_KB * 1024u)
-/* With a compaction slice set, at most this many mailboxes whose last
- * st_box_open() was closed keep a compaction job going in slices
- * (st_store_compact_work); each keeps its index until the job ends, and
- * is not counted in the two bounds above meanwhile. */
-#define ST_COMPACT_CLOSED_JOBS ((unsigned)CONFIG_COMPACT_CLOSED_JOBS)
+/* With a compaction slice set, at most this many compaction jobs copy in
+ * slices at once (st_store_compact_work), on open mailboxes and on kept
+ * closed ones; a mailbox whose job goes on after its last close keeps its
+ * index until the job ends, outside the two bounds above. */
+#define ST_COMPACT_JOBS ((unsigned)CONFIG_COMPACT_JOBS)
 
 /* ---- log record types ---- */
 enum {
@@ -232,7 +232,7 @@ extern uint64_t st_ckpt_min;
 extern uint64_t st_compact_min_dead; /* ST_COMPACT_MIN_DEAD; tests lower it */
 extern unsigned st_keep_closed_max;   /* ST_KEEP_CLOSED_MAX; tests change it */
 extern uint64_t st_keep_closed_bytes; /* ST_KEEP_CLOSED_BYTES */
-extern unsigned st_compact_closed_jobs; /* ST_COMPACT_CLOSED_JOBS; tests change it */
+extern unsigned st_compact_jobs_max; /* ST_COMPACT_JOBS; tests change it */
 void st_sleep_ms(unsigned ms);
 
 /* log.c */
