@@ -1448,12 +1448,19 @@ static void keep_closed(stbox *b)
     st_meta_free(b->meta);
     b->meta = NULL;
     b->closed_seq = ++s->close_seq;
+    st_keep_trim(s);
+}
+
+void st_keep_trim(st_store *s)
+{
     for (;;) {
         unsigned n = 0;
         uint64_t bytes = 0;
         stbox *oldest = NULL;
         for (stbox *k = s->boxes; k; k = k->next) {
-            if (k->closed_seq) {
+            /* one whose compaction goes on in slices stays until the job
+             * ends (compact.c bounds those; the work then trims again) */
+            if (k->closed_seq && !k->cjob) {
                 n++;
                 bytes += box_mem(k);
                 if (!oldest || k->closed_seq < oldest->closed_seq) {

@@ -638,6 +638,9 @@ static int cjob_finish_locked(stbox *b, int start)
 {
     st_box *bx = &b->pub;
     int r;
+    if (!b->refs) {
+        st_box_purge_only(bx);   /* closed: no session holds an index */
+    }
     if (holds_expunged(bx)) {
         return ST_EBUSY; /* sessions still need those entries: purge first */
     }
@@ -649,6 +652,9 @@ static int cjob_finish_locked(stbox *b, int start)
     }
     /* catching up may have brought another process's expunges; a job in
      * progress is finished here rather than started again */
+    if (!b->refs) {
+        st_box_purge_only(bx);
+    }
     if (holds_expunged(bx)) {
         r = ST_EBUSY;
     } else {
@@ -669,15 +675,41 @@ int st_box_compact(st_box *bx)
     return cjob_finish_locked((stbox *)bx, 1);
 }
 
+unsigned st_compact_jobs_max = ST_COMPACT_JOBS;
+
+/* Compaction jobs in progress in s, open mailboxes and closed ones. */
+static unsigned jobs(const st_store *s)
+{
+    unsigned n = 0;
+    for (const stbox *k = s->boxes; k; k = k->next) {
+        n += k->cjob != NULL;
+    }
+    return n;
+}
+
+/* With a slice set, does b's compaction go (or go on) in slices across
+ * loop turns rather than at once inside this call? While it is open, yes.
+ * At its last close too, if its index will be kept (st_box_close: not
+ * gone, nothing left unsynced, closed mailboxes kept at all): the job goes
+ * on on the kept index, which st_keep_trim leaves alone until it ends. The
+ * LOGOUT that closes a busy INBOX past the threshold, or in mid-job, would
+ * otherwise copy and sync the rest of it in one loop turn with every
+ * client waiting (tests/bench/README.md, session churn). */
+static int sliced(const stbox *b)
+{
+    return b->s->compact_slice &&
+           (b->refs || (st_keep_closed_max && !b->pub.deleted && !b->dirty_log && !b->dirty_mbox));
+}
+
 int st_box_maybe_compact(st_box *bx)
 {
     stbox *b = (stbox *)bx;
     unsigned pm = b->s->compact_permille;
     if (b->cjob) {
-        if (b->refs) {
+        if (sliced(b)) {
             return 0;   /* in progress: st_store_compact_work() */
         }
-        /* the last close: nobody will call the work function for it */
+        /* the last close, and the index goes: finish the job now */
         if (bx->deleted) {
             st_compact_job_free(b);
             return 0;
@@ -693,7 +725,12 @@ int st_box_maybe_compact(st_box *bx)
     if (dead < st_compact_min_dead || dead * 1000 < b->mbox_end * pm) {
         return 0;
     }
-    if (b->s->compact_slice && b->refs) {
+    if (sliced(b)) {
+        if (jobs(b->s) >= st_compact_jobs_max) {
+            /* as many as allowed are copying (one slice a turn in all
+             * anyway): a later purge or close starts this one */
+            return 0;
+        }
         /* sessions are waiting on this loop: copy in slices (work below);
          * the job starts under the lock like any compaction */
         int r = st_box_lock(b);
@@ -718,13 +755,16 @@ int st_store_compact_work(st_store *s)
      * server with a hundred busy mailboxes must not copy a hundred slices
      * in one turn), and at most one commit (several syncs). */
     uint64_t budget = s->compact_slice ? s->compact_slice : UINT64_MAX;
-    int more = 0, committed = 0;
+    int more = 0, committed = 0, trim = 0;
     for (stbox *b = s->boxes; b; b = b->next) {
         st_cjob *j = b->cjob;
         if (!j) {
             continue;
         }
-        if (b->pub.deleted || !b->refs) {
+        /* a closed mailbox's job (sliced) goes on like an open one's;
+         * its end lets the kept index go like any other (trim) */
+        trim |= !b->refs;
+        if (b->pub.deleted) {
             st_compact_job_free(b);
             continue;
         }
@@ -753,6 +793,11 @@ int st_store_compact_work(st_store *s)
             }
             continue;
         }
+        if (b->cphase) {
+            /* not while the mailbox's commit is in flight (the lock would
+             * wait for it with the loop stopped): the turn its end wakes */
+            continue;
+        }
         if (committed) {
             more = 1;   /* next turn */
             continue;
@@ -766,6 +811,10 @@ int st_store_compact_work(st_store *s)
             continue;
         }
         st_compact_job_free(b);
+    }
+    if (trim) {
+        /* after the loop: it may free mailboxes whose job just ended */
+        st_keep_trim(s);
     }
     return more;
 }

@@ -65,6 +65,11 @@
  * the least recently closed go. 0 mailboxes: free at the last close. */
 #define ST_KEEP_CLOSED_MAX   ((unsigned)CONFIG_KEEP_CLOSED_BOXES)
 #define ST_KEEP_CLOSED_BYTES ((uint64_t)CONFIG_KEEP_CLOSED_KB * 1024u)
+/* With a compaction slice set, at most this many compaction jobs copy in
+ * slices at once (st_store_compact_work), on open mailboxes and on kept
+ * closed ones; a mailbox whose job goes on after its last close keeps its
+ * index until the job ends, outside the two bounds above. */
+#define ST_COMPACT_JOBS ((unsigned)CONFIG_COMPACT_JOBS)
 
 /* ---- log record types ---- */
 enum {
@@ -241,6 +246,7 @@ extern uint64_t st_ckpt_min;
 extern uint64_t st_compact_min_dead; /* ST_COMPACT_MIN_DEAD; tests lower it */
 extern unsigned st_keep_closed_max;   /* ST_KEEP_CLOSED_MAX; tests change it */
 extern uint64_t st_keep_closed_bytes; /* ST_KEEP_CLOSED_BYTES */
+extern unsigned st_compact_jobs_max; /* ST_COMPACT_JOBS; tests change it */
 void st_sleep_ms(unsigned ms);
 
 /* log.c */
@@ -324,6 +330,9 @@ int  st_compact_clean(st_store *s, const char *log_path);
 char *st_compact_tmp(const char *log_path);   /* the new mbox, before rename */
 char *st_compact_newlog(const char *log_path);/* the new log, before rename */
 void st_compact_job_free(stbox *b);           /* drop b's job and its file */
+/* box.c: kept closed mailboxes past the bounds go, least recently closed
+ * first (those with a compaction job stay until it ends) */
+void st_keep_trim(st_store *s);
 uint64_t st_box_reclaimable(const stbox *b);
 int  st_quota_check(stbox *b, uint64_t add);
 int  st_inbox_heal(st_store *s, const char *user);

@@ -228,8 +228,9 @@ int  st_copy(st_box *src, uint32_t idx, st_box *dst, uint32_t *newuid);
 int  st_box_compact(st_box *b);
 /* Compact if the reclaimable bytes pass the store's ratio (and
  * ST_COMPACT_MIN_DEAD, 1 MiB). 1: compacted, 0: not needed or not possible
- * now, or (with a compact slice set and the mailbox open) a job started,
- * <0: error (the mailbox is whole either way). */
+ * now, or (with a compact slice set) a job started or going on, or waiting
+ * for one of ST_COMPACT_JOBS to end, <0: error (the mailbox is whole either
+ * way). */
 int  st_box_maybe_compact(st_box *b);
 /* Compactions this process has finished (diagnostics: the loop's slow-turn
  * log). */
@@ -241,8 +242,12 @@ extern unsigned long st_compactions;
  * do not change between compactions), and finishes like a whole compaction
  * under the lock (messages that arrived meanwhile are copied then; those
  * expunged after they were copied stay in the new file as dead bytes).
+ * A job also goes on after the mailbox's last close, on its kept index
+ * (unless closed mailboxes are not kept): the last close does not copy
+ * either. At most ST_COMPACT_JOBS (CONFIG_COMPACT_JOBS) jobs at once.
  * 0 (the default) compacts inside the call. A server calls the work
- * function once a loop turn, so no turn copies more than a slice. */
+ * function once a loop turn, so no turn copies more than a slice;
+ * st_store_close() gives up jobs in progress (the old files stay). */
 void st_store_set_compact_slice(st_store *s, uint64_t slice);
 /* Copy one slice of the compaction jobs in progress, or commit one that
  * is done. Returns 1 while a job has bytes to copy or a commit to do (call

@@ -178,6 +178,221 @@ static void test_slices(void)
     st_store_close(s);
 }
 
+/* The mailbox of name `name` in s's list (open, kept, or held by its job). */
+static stbox *in_list(st_store *s, const char *name)
+{
+    for (stbox *k = s->boxes; k; k = k->next) {
+        if (strcmp(k->pub.name, name) == 0) {
+            return k;
+        }
+    }
+    return NULL;
+}
+
+/* Fill mailbox `name` with NMSG messages and expunge every other one
+ * (about half the bytes reclaimable); its mbox size. */
+static long fill_half_expunged(st_store *s, const char *name, char *path, size_t cap)
+{
+    static char buf[64 * 1024];
+    size_t len;
+    st_box *b;
+    snprintf(path, cap, "%s/u/%s", root, name);
+    CHECK_EQ_INT(st_mailbox_create(s, "u", name), 0);
+    CHECK_EQ_INT(st_box_open(s, "u", name, &b), 0);
+    for (int i = 0; i < NMSG; i++) {
+        make_msg(buf, sizeof buf, i, &len);
+        CHECK(put_msg(b, buf, len, 0, 0) != 0);
+    }
+    for (uint32_t i = 0; i < NMSG; i += 2) {
+        CHECK_EQ_INT(st_expunge(b, i), 0);
+    }
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_box_close(b); /* ratio 0 while filling: nothing compacts */
+    return fsize(path);
+}
+
+/* Every message of `name`, read by a fresh store, is the one make_msg made
+ * for its UID, and the odd UIDs (even indexes expunged) are all there
+ * except those in `gone`. */
+static void check_box(const char *name, uint32_t extra_gone)
+{
+    static char buf[64 * 1024];
+    size_t len;
+    st_store *s;
+    st_box *b;
+    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s, "u", name, &b), 0);
+    CHECK_EQ_INT(b->count, NMSG / 2 - (extra_gone ? 1 : 0));
+    int same = 1;
+    for (uint32_t i = 0; i < b->count; i++) {
+        size_t n;
+        uint32_t uid = b->msg[i].uid;
+        char *got = get_msg(b, i, &n);
+        make_msg(buf, sizeof buf, (int)uid - 1, &len);
+        same &= uid % 2 == 0 && uid != extra_gone && got && n == len && memcmp(got, buf, len) == 0;
+        free(got);
+    }
+    CHECK(same);
+    st_box_close(b);
+    st_store_close(s);
+}
+
+/* Issue 8, session churn: a LOGOUT that closes a mailbox past the
+ * threshold (or in the middle of a job) no longer copies and syncs the
+ * rest of it inside that call: the job goes on in slices on the kept
+ * index (st_compact_jobs_max jobs at most, open or closed: past that a
+ * due compaction waits); they are not evicted with the kept
+ * mailboxes meanwhile; a reopen takes the job over; another process's
+ * changes are caught up at the finish; store close gives up (old files
+ * untouched). With closed mailboxes not kept, the close compacts at once. */
+static void test_closed_jobs(void)
+{
+    st_store *s;
+    st_box *b;
+    char path[6][512], tmp[600];
+    const char *names[6] = { "J1", "J2", "J3", "J4", "J5", "J6" };
+    long size0[6];
+    unsigned jobs = st_compact_jobs_max;
+    unsigned keep = st_keep_closed_max;
+    st_compact_jobs_max = 2;
+    CHECK_EQ_INT(st_store_open(&s, root, st_vfs_posix()), 0);
+    for (int m = 0; m < 6; m++) {
+        size0[m] = fill_half_expunged(s, names[m], path[m], sizeof path[m]);
+    }
+    st_store_set_compact_ratio(s, 300);
+    st_store_set_compact_slice(s, 16 * 1024);
+    unsigned long done0 = st_compactions;
+
+    /* J1: the job starts while it is open (the purge), one slice, then
+     * the last close: the job goes on, nothing is finished in the close */
+    CHECK_EQ_INT(st_box_open(s, "u", "J1", &b), 0);
+    st_box_purge(b);
+    CHECK(((stbox *)b)->cjob != NULL);
+    CHECK_EQ_INT(st_store_compact_work(s), 1);
+    st_box_close(b);
+    CHECK(in_list(s, "J1") && in_list(s, "J1")->cjob && in_list(s, "J1")->refs == 0);
+    CHECK_EQ_INT((int)(st_compactions - done0), 0);
+    CHECK_EQ_INT(fsize(path[0]), size0[0]);
+
+    /* J2: past the threshold at the last close: a job starts there */
+    CHECK_EQ_INT(st_box_open(s, "u", "J2", &b), 0);
+    st_box_close(b);
+    CHECK(in_list(s, "J2") && in_list(s, "J2")->cjob);
+    CHECK_EQ_INT(fsize(path[1]), size0[1]);
+    snprintf(tmp, sizeof tmp, "%s/u/.J2.state.compact", root);
+    CHECK_EQ_INT(access(tmp, F_OK), 0);
+
+    /* J3: two jobs go on already: neither a job nor a compaction now,
+     * open (the purge) or at the close (a later close tries again) */
+    CHECK_EQ_INT(st_box_open(s, "u", "J3", &b), 0);
+    st_box_purge(b);
+    CHECK(((stbox *)b)->cjob == NULL);
+    st_box_close(b);
+    CHECK(in_list(s, "J3") && !in_list(s, "J3")->cjob);
+    CHECK_EQ_INT(fsize(path[2]), size0[2]);
+    CHECK_EQ_INT((int)(st_compactions - done0), 0);
+
+    /* closing more mailboxes than are kept evicts the plain kept ones,
+     * never those with a job */
+    st_keep_closed_max = 1;
+    for (int m = 3; m < 6; m++) {
+        st_store_set_compact_ratio(s, 0);
+        CHECK_EQ_INT(st_box_open(s, "u", names[m], &b), 0);
+        st_box_close(b);
+        st_store_set_compact_ratio(s, 300);
+    }
+    CHECK(in_list(s, "J1") && in_list(s, "J1")->cjob);
+    CHECK(in_list(s, "J2") && in_list(s, "J2")->cjob);
+    CHECK(!in_list(s, "J3") && !in_list(s, "J4") && !in_list(s, "J5") && in_list(s, "J6"));
+    st_keep_closed_max = keep;
+
+    /* another process expunges from J2 and delivers to J1 meanwhile */
+    st_store *s2;
+    st_box *b2;
+    CHECK_EQ_INT(st_store_open(&s2, root, NULL), 0);
+    CHECK_EQ_INT(st_box_open(s2, "u", "J2", &b2), 0);
+    uint32_t gone2 = b2->msg[3].uid;
+    CHECK_EQ_INT(st_expunge(b2, 3), 0);
+    CHECK_EQ_INT(st_box_commit(b2), 0);
+    st_box_close(b2);
+    st_store_close(s2);
+
+    /* the work function copies a slice a call and commits both */
+    int calls = 0, r;
+    do {
+        uint64_t w0 = st_vfs_posix_counters()->bytes_written;
+        r = st_store_compact_work(s);
+        CHECK(st_vfs_posix_counters()->bytes_written - w0 <= 16 * 1024 + 4096);
+        calls++;
+    } while (r && calls < 1000);
+    CHECK_EQ_INT((int)(st_compactions - done0), 2);
+    CHECK(calls > 4);
+    CHECK(fsize(path[0]) < size0[0] * 7 / 10);
+    CHECK(fsize(path[1]) < size0[1] * 7 / 10);
+    CHECK(access(tmp, F_OK) != 0);
+    /* done: they are plain kept mailboxes again, within the bounds */
+    unsigned kept = 0;
+    for (stbox *k = s->boxes; k; k = k->next) {
+        CHECK(k->cjob == NULL);
+        kept += k->closed_seq != 0;
+    }
+    CHECK(kept <= keep);
+    check_box("J1", 0);
+    check_box("J2", gone2);
+
+    /* J3 again: its next close starts the job (the bound is free now);
+     * a reopen in mid-job takes it over, an expunge purged meanwhile is
+     * left out, and the last close lets it go on again */
+    CHECK_EQ_INT(st_box_open(s, "u", "J3", &b), 0);
+    st_box_close(b);
+    CHECK(in_list(s, "J3") && in_list(s, "J3")->cjob);
+    CHECK_EQ_INT(st_store_compact_work(s), 1);
+    CHECK_EQ_INT(st_box_open(s, "u", "J3", &b), 0);
+    CHECK(((stbox *)b)->cjob != NULL);
+    uint32_t gone3 = b->msg[b->count - 1].uid;
+    CHECK_EQ_INT(st_expunge(b, b->count - 1), 0);
+    CHECK_EQ_INT(st_box_commit(b), 0);
+    st_box_purge(b);
+    CHECK_EQ_INT(st_store_compact_work(s), 1);
+    st_box_close(b);
+    CHECK(in_list(s, "J3") && in_list(s, "J3")->cjob);
+    calls = 0;
+    while (st_store_compact_work(s) && calls < 1000) {
+        calls++;
+    }
+    CHECK_EQ_INT((int)(st_compactions - done0), 3);
+    CHECK(fsize(path[2]) < size0[2] * 7 / 10);
+    check_box("J3", gone3);
+
+    /* J4: the store closes in mid-job: it gives up, the old files stay */
+    CHECK_EQ_INT(st_box_open(s, "u", "J4", &b), 0);
+    st_box_close(b);
+    CHECK(in_list(s, "J4") && in_list(s, "J4")->cjob);
+    CHECK_EQ_INT(st_store_compact_work(s), 1);
+    st_store_close(s);
+    snprintf(tmp, sizeof tmp, "%s/u/.J4.state.compact", root);
+    CHECK(access(tmp, F_OK) != 0);
+    CHECK_EQ_INT(fsize(path[3]), size0[3]);
+    CHECK_EQ_INT((int)(st_compactions - done0), 3);
+    check_box("J4", 0);
+
+    /* closed mailboxes not kept: the last close compacts at once */
+    st_keep_closed_max = 0;
+    CHECK_EQ_INT(st_store_open(&s, root, st_vfs_posix()), 0);
+    st_store_set_compact_ratio(s, 300);
+    st_store_set_compact_slice(s, 16 * 1024);
+    CHECK_EQ_INT(st_box_open(s, "u", "J5", &b), 0);
+    st_box_close(b);
+    CHECK(s->boxes == NULL);
+    CHECK_EQ_INT((int)(st_compactions - done0), 4);
+    CHECK(fsize(path[4]) < size0[4] * 7 / 10);
+    st_store_close(s);
+    check_box("J5", 0);
+    st_keep_closed_max = keep;
+
+    st_compact_jobs_max = jobs;
+}
+
 int main(void)
 {
     /* small test mailboxes: let automatic compaction start early */
@@ -395,6 +610,7 @@ int main(void)
     st_store_close(s);
 
     test_slices();
+    test_closed_jobs();
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);
     CHECK_EQ_INT(system(cmd), 0);
     return unit_done("test_compact");
