@@ -130,6 +130,10 @@ typedef struct imap_conn {
     const char *cwait_what;         /* command name, for a NO */
     unsigned    cwait_round;        /* group it belongs to */
     int         cwait_err;          /* a commit it waited for failed */
+    /* On the server's lists of connections a commit's end concerns
+     * (conn.c, GL_*): so that its end need not visit every connection. */
+    struct imap_conn *gl_next[3], *gl_prev[3];
+    unsigned char gl_on[3];         /* 0 no, 1 on the list, 2 on its taken part */
     dbuf        cwait_out;          /* the held tagged reply */
 } imap_conn;
 
@@ -151,6 +155,15 @@ typedef struct imap_server {
     struct gc_flight *fl;
     unsigned    nfl, flcap;
     int         wake;              /* the store's sync descriptor fired */
+    /* conn.c GL_WAIT: connections waiting for a commit or parked while
+     * their mailbox's is in flight; GL_HELD: output held for a commit.
+     * gl[k] the list, gl_taken[k] the part being worked through. */
+    struct imap_conn *gl[3], *gl_taken[3];
+    /* timers(): no deadline or wake-up of any connection is due before
+     * this (a bound from its last look at all of them, lowered by the
+     * connections it looked at since); any of them was in IDLE */
+    uint64_t    timer_next;
+    int         timer_idle;
 } imap_server;
 
 extern imap_server *g_srv;
