@@ -1785,11 +1785,11 @@ static void box_drain(stbox *b)
     }
 }
 
-int st_box_commit(st_box *bx)
+/* Both commits: nothing to do, or lock and run it (async: may leave it
+ * in flight, 1). */
+static int commit_begin(stbox *b, int async)
 {
-    stbox *b = (stbox *)bx;
     int r;
-    box_drain(b);
     if (!b->dirty_log && !b->dirty_mbox) {
         return 0;
     }
@@ -1799,29 +1799,26 @@ int st_box_commit(st_box *bx)
     if ((r = st_box_lock(b)) != 0) {
         return r;
     }
-    return commit_run(b, ST_CP_NONE, 0, 0);
+    return commit_run(b, ST_CP_NONE, 0, async);
+}
+
+int st_box_commit(st_box *bx)
+{
+    stbox *b = (stbox *)bx;
+    box_drain(b);
+    return commit_begin(b, 0);
 }
 
 int st_box_commit_start(st_box *bx)
 {
     stbox *b = (stbox *)bx;
-    int r;
     if (!CONFIG_COMMIT_ASYNC) {
         return st_box_commit(bx);
     }
     if (b->cphase) {
         return 1; /* nothing changed since it began (st_box_lock drains) */
     }
-    if (!b->dirty_log && !b->dirty_mbox) {
-        return 0;
-    }
-    if (b->pub.deleted) {
-        return ST_ENOENT;
-    }
-    if ((r = st_box_lock(b)) != 0) {
-        return r;
-    }
-    r = commit_run(b, ST_CP_NONE, 0, b->s->async);
+    int r = commit_begin(b, b->s->async);
     if (r == 1) {
         b->s->inflight++;
     }

@@ -963,16 +963,23 @@ static void wait_commit(st_store *s, st_box *b, commit_seen *cs, int calls)
     }
 }
 
+/* A store over v whose commits may be left in flight, telling cs, and
+ * user ac's new mailbox `name` open in it. */
+static void open_async(const st_vfs *v, const char *name, commit_seen *cs, st_store **s, st_box **b)
+{
+    CHECK_EQ_INT(st_store_open(s, root, v), 0);
+    st_store_set_async(*s, 1, seen_commit, cs);
+    CHECK_EQ_INT(st_user_ensure(*s, "ac"), 0);
+    CHECK_EQ_INT(st_mailbox_create(*s, "ac", name), 0);
+    CHECK_EQ_INT(st_box_open(*s, "ac", name, b), 0);
+}
+
 static void test_async_commit_on(const st_vfs *v, const char *name, int expect_async)
 {
     st_store *s;
     st_box *b;
     commit_seen cs = {0, 0, NULL};
-    CHECK_EQ_INT(st_store_open(&s, root, v), 0);
-    st_store_set_async(s, 1, seen_commit, &cs);
-    CHECK_EQ_INT(st_user_ensure(s, "ac"), 0);
-    CHECK_EQ_INT(st_mailbox_create(s, "ac", name), 0);
-    CHECK_EQ_INT(st_box_open(s, "ac", name, &b), 0);
+    open_async(v, name, &cs, &s, &b);
     uint32_t u1 = add_msg(b, "Subject: one\r\n\r\none\r\n", 21);
     CHECK(u1 > 0);
     int r = st_box_commit_start(b);
@@ -1038,11 +1045,7 @@ static void test_async_commit_fails(void)
         st_store *s;
         st_box *b;
         commit_seen cs = {0, 0, NULL};
-        CHECK_EQ_INT(st_store_open(&s, root, v), 0);
-        st_store_set_async(s, 1, seen_commit, &cs);
-        CHECK_EQ_INT(st_user_ensure(s, "ac"), 0);
-        CHECK_EQ_INT(st_mailbox_create(s, "ac", name), 0);
-        CHECK_EQ_INT(st_box_open(s, "ac", name, &b), 0);
+        open_async(v, name, &cs, &s, &b);
         uint32_t u1 = put_msg(b, "Subject: kept\r\n\r\nkept\r\n", 23, 0, 0, 64);
         CHECK_EQ_INT(st_box_commit(b), 0);
         uint32_t u2 = add_msg(b, "Subject: gone\r\n\r\ngone!\r\n", 24);
