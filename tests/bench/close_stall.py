@@ -26,18 +26,13 @@ import threading
 import time
 import imaplib
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from dovecot import free_port  # noqa: E402  (tests/lib: one copy)
+
 BIN = os.environ.get("PICOIMAPD", "build/picoimapd")
 REPS = int(os.environ.get("STALL_REPS", "7"))
 N = int(os.environ.get("STALL_N", "30"))
 SIZE = int(os.environ.get("STALL_SIZE", str(100 * 1024)))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def message(i):

@@ -974,6 +974,15 @@ static void open_async(const st_vfs *v, const char *name, commit_seen *cs, st_st
     CHECK_EQ_INT(st_box_open(*s, "ac", name, b), 0);
 }
 
+/* User ac's mailbox `name` as a fresh process finds it in the files (not
+ * the kept index): the caller closes both and restores st_keep_closed_max. */
+static void reopen_files(const char *name, st_store **s, st_box **b)
+{
+    CHECK_EQ_INT(st_store_open(s, root, NULL), 0);
+    st_keep_closed_max = 0;
+    CHECK_EQ_INT(st_box_open(*s, "ac", name, b), 0);
+}
+
 static void test_async_commit_on(const st_vfs *v, const char *name, int expect_async)
 {
     st_store *s;
@@ -1017,9 +1026,7 @@ static void test_async_commit_on(const st_vfs *v, const char *name, int expect_a
     st_box_close(b);
     st_store_close(s);
     /* from the files alone: both messages, both flags */
-    CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
-    st_keep_closed_max = 0;
-    CHECK_EQ_INT(st_box_open(s, "ac", name, &b), 0);
+    reopen_files(name, &s, &b);
     CHECK_EQ_INT(b->count, 2);
     if (b->count == 2) {
         CHECK(b->msg[0].uid == u1 && b->msg[0].flags == ST_F_SEEN);
@@ -1070,9 +1077,7 @@ static void test_async_commit_fails(void)
         st_box_close(b);
         st_store_close(s);
         st_vfs_layer_free(v);
-        CHECK_EQ_INT(st_store_open(&s, root, NULL), 0);
-        st_keep_closed_max = 0;
-        CHECK_EQ_INT(st_box_open(s, "ac", name, &b), 0);
+        reopen_files(name, &s, &b);
         CHECK_EQ_INT(b->count, 2);
         if (b->count == 2) {
             CHECK(b->msg[0].uid == u1);
